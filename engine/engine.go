@@ -1,0 +1,418 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"github.com/valyala/bytebufferpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsgate/wsgate/frame"
+)
+
+// compressMin is the smallest payload worth deflating: below it the deflate
+// framing costs more than it saves.
+const compressMin = 64
+
+// tickConfig holds the timeouts converted to wheel ticks once at start.
+type tickConfig struct {
+	handshake, ping, pingTimeout, idle, close uint32
+}
+
+// Engine runs the gnet event loops of one listener. Create it with New,
+// then Start; Stop ends it. Its exported methods are safe from any goroutine
+// unless they say otherwise.
+type Engine struct {
+	// Immutable after New.
+	opts        Options
+	handler     Handler
+	limits      frame.Limits
+	origins     originPolicy
+	ticks       tickConfig
+	compressMin int
+	loops       []*Loop
+	start       time.Time
+
+	loopMu  sync.Mutex // guards discovery of which gnet loop is which Loop
+	open    atomic.Int64
+	gnetEng atomic.Pointer[gnet.Engine]
+	addr    atomic.Pointer[net.TCPAddr]
+	booted  chan struct{}
+	stopped chan struct{}
+	runErr  error
+	stopTick chan struct{}
+	stopOnce sync.Once
+}
+
+// New validates opts (after Normalize) and prepares an engine serving h.
+func New(opts Options, h Handler) (*Engine, error) {
+	opts.Normalize()
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("engine: invalid options: %w", err)
+	}
+	if h == nil {
+		return nil, errors.New("engine: nil handler")
+	}
+	e := &Engine{
+		opts:        opts,
+		handler:     h,
+		limits:      frame.Limits{MaxMessageSize: opts.MaxMessageSize},
+		origins:     newOriginPolicy(opts.AllowedOrigins),
+		compressMin: compressMin,
+		booted:      make(chan struct{}),
+		stopped:     make(chan struct{}),
+		stopTick:    make(chan struct{}),
+	}
+	toTicks := func(d time.Duration) uint32 {
+		if d <= 0 {
+			return 0
+		}
+		t := (d + opts.TickInterval - 1) / opts.TickInterval
+		return uint32(max(t, 1))
+	}
+	e.ticks = tickConfig{
+		handshake:   toTicks(opts.HandshakeTimeout),
+		ping:        toTicks(opts.PingInterval),
+		pingTimeout: toTicks(opts.PingTimeout),
+		idle:        toTicks(opts.IdleTimeout),
+		close:       toTicks(opts.CloseTimeout),
+	}
+	e.loops = make([]*Loop, opts.Loops)
+	for i := range e.loops {
+		e.loops[i] = &Loop{eng: e, index: i, nextConnID: uint64(i) << 48}
+	}
+	return e, nil
+}
+
+// Options returns the normalized options.
+func (e *Engine) Options() Options { return e.opts }
+
+// Loops returns the engine's loops, indexed by Loop.Index.
+func (e *Engine) Loops() []*Loop { return e.loops }
+
+// OpenConns is the number of open TCP connections, upgraded or not.
+func (e *Engine) OpenConns() int { return int(e.open.Load()) }
+
+// Ticks converts d to timing-wheel ticks (at least one).
+func (e *Engine) Ticks(d time.Duration) uint32 {
+	t := (d + e.opts.TickInterval - 1) / e.opts.TickInterval
+	return uint32(max(t, 1))
+}
+
+// Start listens and runs the loops; it returns once the listener is bound.
+func (e *Engine) Start() error {
+	e.start = time.Now()
+	go func() {
+		e.runErr = gnet.Run(e, "tcp://"+e.opts.Addr,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(e.opts.Loops),
+			gnet.WithReadBufferCap(e.opts.ReadBufferCap),
+			gnet.WithWriteBufferCap(e.opts.WriteBufferCap),
+			gnet.WithSocketSendBuffer(e.opts.SocketSendBuffer),
+			gnet.WithSocketRecvBuffer(e.opts.SocketRecvBuffer),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(quietLogger{}),
+			gnet.WithLogLevel(logging.ErrorLevel),
+		)
+		close(e.stopped)
+	}()
+	select {
+	case <-e.booted:
+	case <-e.stopped:
+		return fmt.Errorf("engine: listen on %s: %w", e.opts.Addr, e.runErr)
+	}
+	go e.ticker()
+	return nil
+}
+
+// Addr is the bound listen address (useful with port 0).
+func (e *Engine) Addr() string {
+	if a := e.addr.Load(); a != nil {
+		return a.String()
+	}
+	return e.opts.Addr
+}
+
+// Stop closes the listener and every connection and waits for the loops.
+func (e *Engine) Stop(ctx context.Context) error {
+	var err error
+	e.stopOnce.Do(func() {
+		close(e.stopTick)
+		if g := e.gnetEng.Load(); g != nil {
+			err = g.Stop(ctx)
+		}
+	})
+	select {
+	case <-e.stopped:
+	case <-ctx.Done():
+		return fmt.Errorf("engine: stop: %w", ctx.Err())
+	}
+	if err != nil {
+		return fmt.Errorf("engine: stop: %w", err)
+	}
+	return nil
+}
+
+// Done is closed when the loops have ended.
+func (e *Engine) Done() <-chan struct{} { return e.stopped }
+
+// tickNow is the current timing-wheel tick.
+func (e *Engine) tickNow() uint32 {
+	return uint32(time.Since(e.start) / e.opts.TickInterval)
+}
+
+// ticker posts a tick to every running loop. gnet's own OnTick runs on a
+// goroutine of its own, not on a loop, so the wheel is driven through Post.
+func (e *Engine) ticker() {
+	t := time.NewTicker(e.opts.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stopTick:
+			return
+		case <-t.C:
+			for _, l := range e.loops {
+				l.Post(Task{Fn: tickTask})
+			}
+		}
+	}
+}
+
+// loopOf finds the Loop of a gnet event loop, registering it on first sight.
+func (e *Engine) loopOf(gl gnet.EventLoop) *Loop {
+	e.loopMu.Lock()
+	defer e.loopMu.Unlock()
+	for _, l := range e.loops {
+		if p := l.gl.Load(); p != nil && p.EventLoop == gl {
+			return l
+		}
+	}
+	for _, l := range e.loops {
+		if l.gl.Load() == nil {
+			l.wheel.now = e.tickNow()
+			l.gl.Store(&gnetLoop{gl})
+			return l
+		}
+	}
+	panic("engine: more gnet loops than configured") // gnet honours NumEventLoop
+}
+
+// --- gnet.EventHandler -----------------------------------------------------
+
+// OnBoot records the gnet engine and the bound address.
+func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.gnetEng.Store(&eng)
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *unix.SockaddrInet4:
+				e.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port})
+			case *unix.SockaddrInet6:
+				e.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port})
+			}
+		}
+		_ = unix.Close(fd)
+	}
+	close(e.booted)
+	return gnet.None
+}
+
+// OnShutdown is called once all loops stopped.
+func (e *Engine) OnShutdown(gnet.Engine) {}
+
+// OnTick is unused: see ticker.
+func (e *Engine) OnTick() (time.Duration, gnet.Action) { return time.Hour, gnet.None }
+
+// OnOpen registers a new TCP connection in StateConnecting with a handshake deadline.
+func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	l := e.loopOf(gc.EventLoop())
+	l.nextConnID++
+	c := &Conn{gc: gc, loop: l, id: l.nextConnID, wheelSlot: -1, index: -1}
+	c.dec.Init(&e.limits)
+	gc.SetContext(c)
+	l.addConn(c)
+	l.stats.States[StateConnecting]++
+	e.open.Add(1)
+	now := e.tickNow()
+	if int32(now-l.wheel.now) > 0 {
+		l.wheel.advance(now, (*Conn).onDeadline)
+	}
+	c.lastFrame = l.wheel.now
+	c.rearm()
+	return nil, gnet.None
+}
+
+// OnClose removes the connection from its loop and tells the handler.
+func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil || c.state == StateClosed {
+		return gnet.None
+	}
+	l := c.loop
+	wasUpgraded := c.state != StateConnecting
+	l.stats.States[c.state]--
+	c.state = StateClosed
+	l.removeConn(c)
+	l.wheel.disarm(c)
+	c.dec.Release()
+	e.open.Add(-1)
+	if wasUpgraded {
+		code := c.closeCode
+		if code == 0 {
+			code = closeAbnormal
+		}
+		e.handler.OnClose(c, code)
+	}
+	return gnet.None
+}
+
+// OnTraffic upgrades, decodes and dispatches everything that arrived, then
+// writes this connection's replies in one write.
+func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.Close
+	}
+	l := c.loop
+	in, _ := gc.Peek(-1)
+	if c.flags&flagCloseAfterFlush != 0 || c.state == StateClosed {
+		_, _ = gc.Discard(len(in))
+		return gnet.None
+	}
+	c.lastFrame = l.wheel.now
+	c.pingSent = 0
+
+	consumed := 0
+	if c.state == StateConnecting {
+		res, n := e.upgrade(c, in)
+		switch res {
+		case upgradeNeedMore:
+			return gnet.None // gnet keeps the partial head for the next read
+		case upgradeRefused:
+			_, _ = gc.Discard(len(in))
+			l.stats.BytesIn += uint64(len(in))
+			c.closeAfterFlush()
+			e.finishTraffic(c)
+			return gnet.None
+		}
+		consumed = n
+		l.stats.States[StateConnecting]--
+		l.stats.States[StateActive]++
+		l.stats.Upgrades++
+		c.state = StateActive
+		c.lastMessage = l.wheel.now
+		e.handler.OnOpen(c)
+		c.rearm()
+	}
+
+	buf := in[consumed:]
+	for len(buf) > 0 && c.flags&flagCloseAfterFlush == 0 {
+		n, m, err := c.dec.Next(buf)
+		buf = buf[n:]
+		consumed += n
+		if err != nil {
+			var ce *frame.CloseError
+			code, reason := CloseProtocolError, "protocol error"
+			if errors.As(err, &ce) {
+				code, reason = ce.Code, ce.Reason
+			}
+			c.abort(code, reason)
+			break
+		}
+		if m.Op == 0 {
+			break
+		}
+		e.dispatch(c, &m)
+	}
+	l.stats.BytesIn += uint64(len(in))
+	_, _ = gc.Discard(len(in))
+	e.finishTraffic(c)
+	return gnet.None
+}
+
+// finishTraffic writes c's own corked replies now and leaves other
+// connections' corks for one coalesced flush after this loop iteration.
+func (e *Engine) finishTraffic(c *Conn) {
+	l := c.loop
+	if c.cork != nil {
+		cork := c.cork
+		c.cork = nil
+		if len(cork.B) > 0 {
+			_, _ = c.gc.Write(cork.B)
+			l.stats.BytesOut += uint64(len(cork.B))
+		}
+		bytebufferpool.Put(cork)
+		if c.flags&flagCloseAfterFlush != 0 {
+			c.finishClose()
+		} else {
+			c.checkQueue()
+		}
+	}
+	if l.dirty == c && c.dirtyNext == nil && c.cork == nil {
+		c.flags &^= flagDirty
+		l.dirty = nil
+	}
+	l.scheduleFlush()
+}
+
+// dispatch handles one decoded frame or message.
+func (e *Engine) dispatch(c *Conn, m *frame.Message) {
+	l := c.loop
+	switch m.Op {
+	case ws.OpText, ws.OpBinary:
+		if c.state == StateClosing {
+			return // after our close frame, data is discarded (RFC 6455 5.5.1)
+		}
+		l.stats.MessagesIn++
+		c.lastMessage = l.wheel.now
+		if c.state == StateIdle {
+			c.SetState(StateActive)
+		}
+		e.handler.OnMessage(c, m.Op, m.Payload)
+	case ws.OpPing:
+		if c.flags&flagCloseSent == 0 {
+			cork := c.corkBuf()
+			cork.B = frame.AppendFrame(cork.B, ws.OpPong, m.Payload)
+			c.markDirty()
+		}
+	case ws.OpPong:
+		// Any inbound frame already cleared the ping deadline.
+	case ws.OpClose:
+		l.stats.ClosesReceived++
+		if c.flags&flagCloseSent == 0 {
+			cork := c.corkBuf()
+			if m.CloseCode == ws.StatusNoStatusRcvd {
+				cork.B = frame.AppendFrame(cork.B, ws.OpClose, nil)
+			} else {
+				cork.B = frame.AppendClose(cork.B, m.CloseCode, "")
+			}
+			c.flags |= flagCloseSent
+			c.markDirty()
+			c.closeCode = m.CloseCode
+		}
+		c.setClosing()
+		c.closeAfterFlush()
+	}
+}
+
+// quietLogger drops gnet's own logging below errors into nothing: the
+// gateway reports through its own logs and metrics.
+type quietLogger struct{}
+
+func (quietLogger) Debugf(string, ...any) {}
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Warnf(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+var _ gnet.EventHandler = (*Engine)(nil)

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Task is work handed to a loop from any goroutine. Fn runs on the loop with
+// Arg; both are plain values, so posting a Task allocates nothing.
+type Task struct {
+	Fn  func(l *Loop, arg any)
+	Arg any
+}
+
+// Loop is the wsgate side of one gnet event loop: its connections, timing
+// wheel, write corking and inbox. Everything but Post, Index and Engine is
+// owned by the loop's goroutine.
+type Loop struct {
+	// Immutable after creation.
+	eng   *Engine
+	index int
+	gl    atomic.Pointer[gnetLoop] // set when the loop's first connection opens
+
+	// Inbox: any goroutine, under mu.
+	mu        sync.Mutex
+	inbox     []Task
+	spare     []Task
+	triggered bool // an Execute is on its way; no need to wake the loop again
+
+	// Owned by the loop goroutine.
+	wheel        timingWheel
+	conns        []*Conn // every open connection of this loop
+	dirty        *Conn   // connections with corked bytes, linked by dirtyNext
+	backlog      []*Conn // connections above the high-water mark
+	flushPosted  bool    // a flush task is in the inbox
+	stats        LoopStats
+	scratch      []*Conn // reusable iteration buffer
+	nextConnID   uint64
+	data         any // the handler's per-loop state (router shard)
+}
+
+type gnetLoop struct{ gnet.EventLoop }
+
+// Index is the loop's position in Engine.Loops, stable for the engine's life.
+func (l *Loop) Index() int { return l.index }
+
+// Engine returns the engine the loop belongs to.
+func (l *Loop) Engine() *Engine { return l.eng }
+
+// Data returns the handler's per-loop state (loop goroutine only).
+func (l *Loop) Data() any { return l.data }
+
+// SetData attaches the handler's per-loop state (loop goroutine only).
+func (l *Loop) SetData(v any) { l.data = v }
+
+// Conns returns the loop's open connections (loop goroutine only; the slice
+// is only valid until the loop changes it).
+func (l *Loop) Conns() []*Conn { return l.conns }
+
+// Running reports whether the loop has had a connection and so can take
+// Posts. A loop that never had one has nothing to deliver to.
+func (l *Loop) Running() bool { return l.gl.Load() != nil }
+
+// Post hands t to the loop. Safe from any goroutine. Tasks run in order, in
+// one batch per wake-up, after which every connection written by the batch
+// is flushed once. It reports false when the loop is not running.
+func (l *Loop) Post(t Task) bool {
+	gl := l.gl.Load()
+	if gl == nil {
+		return false
+	}
+	l.mu.Lock()
+	l.inbox = append(l.inbox, t)
+	wake := !l.triggered
+	l.triggered = true
+	l.mu.Unlock()
+	if wake {
+		if err := gl.Execute(context.Background(), l); err != nil {
+			l.mu.Lock()
+			l.triggered = false
+			l.inbox = l.inbox[:0]
+			l.mu.Unlock()
+			return false
+		}
+	}
+	return true
+}
+
+// Run drains the inbox on the loop; it is the gnet.Runnable that Post
+// schedules.
+func (l *Loop) Run(context.Context) error {
+	for {
+		l.mu.Lock()
+		batch := l.inbox
+		l.inbox = l.spare[:0]
+		if len(batch) == 0 {
+			l.triggered = false
+			l.spare = batch
+			l.mu.Unlock()
+			break
+		}
+		l.mu.Unlock()
+		for i := range batch {
+			batch[i].Fn(l, batch[i].Arg)
+			batch[i] = Task{}
+		}
+		l.mu.Lock()
+		l.spare = batch[:0]
+		l.mu.Unlock()
+	}
+	l.flushDirty()
+	return nil
+}
+
+// scheduleFlush makes sure corked bytes of other connections leave after the
+// loop's current iteration, coalescing every frame queued meanwhile into one
+// write per connection.
+func (l *Loop) scheduleFlush() {
+	if l.dirty == nil || l.flushPosted {
+		return
+	}
+	l.flushPosted = true
+	if !l.Post(Task{Fn: flushTask}) {
+		l.flushPosted = false
+		l.flushDirty()
+	}
+}
+
+func flushTask(l *Loop, _ any) { l.flushPosted = false }
+
+// flushDirty writes every corked connection once.
+func (l *Loop) flushDirty() {
+	for c := l.dirty; c != nil; {
+		next := c.dirtyNext
+		c.flush()
+		c = next
+		l.dirty = c
+	}
+	l.dirty = nil
+}
+
+// tick advances the timing wheel and re-checks backlogged connections.
+func tickTask(l *Loop, _ any) {
+	l.wheel.advance(l.eng.tickNow(), (*Conn).onDeadline)
+	l.checkBacklog()
+}
+
+// checkBacklog finds backlogged connections that drained below the low-water
+// mark and tells the handler.
+func (l *Loop) checkBacklog() {
+	if len(l.backlog) == 0 {
+		return
+	}
+	low := l.eng.opts.WriteLowWater
+	keep := l.backlog[:0]
+	for _, c := range l.backlog {
+		switch {
+		case c.state == StateClosed:
+			c.flags &^= flagBacklogged
+		case c.Queued() <= low:
+			c.flags &^= flagBacklogged
+			l.eng.handler.OnDrain(c)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(l.backlog[len(keep):])
+	l.backlog = keep
+}
+
+func (l *Loop) addConn(c *Conn) {
+	c.index = int32(len(l.conns))
+	l.conns = append(l.conns, c)
+}
+
+func (l *Loop) removeConn(c *Conn) {
+	i := int(c.index)
+	if i < 0 || i >= len(l.conns) || l.conns[i] != c {
+		return
+	}
+	last := len(l.conns) - 1
+	l.conns[i] = l.conns[last]
+	l.conns[i].index = int32(i)
+	l.conns[last] = nil
+	l.conns = l.conns[:last]
+	c.index = -1
+}
