@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/router"
 )
 
 func main() {
@@ -24,6 +25,9 @@ func main() {
 // run is main without the exit, for tests: 0 on a clean stop, 2 on bad flags,
 // 1 on a runtime failure.
 func run(args []string, stderr *os.File) int {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], os.Stdout, stderr)
+	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -41,25 +45,40 @@ func run(args []string, stderr *os.File) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
 	var h engine.Handler
+	var rt *router.Router
+	mode := "router"
 	switch {
 	case o.Echo:
-		h = engine.EchoHandler{}
+		h, mode = engine.EchoHandler{}, "echo"
 	case o.Broadcast:
-		h = engine.BroadcastHandler{}
+		h, mode = engine.BroadcastHandler{}, "broadcast"
 	default:
-		fmt.Fprintln(stderr, "gateway: the router (auth, rooms, channels) is not built yet; run with -echo or -broadcast")
-		return 2
+		if o.Dev && len(o.Router.Auth.Secret) == 0 && len(o.Router.Auth.PublicKeyPEM) == 0 {
+			o.Router.Auth.Secret = []byte(devSecret())
+			printDevBanner(stderr, string(o.Router.Auth.Secret), o.Engine.Addr, o.Engine.WSPath)
+		}
+		var err error
+		if rt, err = router.New(o.Router); err != nil {
+			fmt.Fprintf(stderr, "gateway: %v\n", err)
+			return 2
+		}
+		h = rt
 	}
 	eng, err := engine.New(o.Engine, h)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway: %v\n", err)
 		return 2
 	}
+	if rt != nil {
+		if err := rt.Bind(eng); err != nil {
+			fmt.Fprintf(stderr, "gateway: %v\n", err)
+			return 1
+		}
+	}
 	if err := eng.Start(); err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
-	mode := map[bool]string{true: "echo", false: "broadcast"}[o.Echo]
 	log.Info("gateway listening", "addr", eng.Addr(), "path", o.Engine.WSPath, "mode", mode, "loops", o.Engine.Loops)
 
 	var admin *http.Server

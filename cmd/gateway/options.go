@@ -4,16 +4,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/router"
 )
 
 // options is everything the gateway binary is configured with, bound to one
 // FlagSet. Zero values mean the documented default (see bindFlags).
 type options struct {
 	Engine    engine.Options
+	Router    router.Options
+	Dev       bool // generate a development secret when none is configured
 	AdminAddr string
 	Echo      bool
 	Broadcast bool
@@ -22,6 +26,8 @@ type options struct {
 	allowedOrigins string
 	pingInterval   time.Duration
 	idleTimeout    time.Duration
+	jwtSecret      string
+	jwtPublicKey   string
 }
 
 // bindFlags registers every flag on fs. The -h text of each flag is the
@@ -52,6 +58,20 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&e.WriteLowWater, "write-low-water", engine.DefaultWriteLowWater, "queued outbound bytes below which a backed-up connection has drained")
 	fs.IntVar(&e.MaxQueueBytes, "max-queue-bytes", engine.DefaultMaxQueueBytes, "queued outbound bytes past which a connection closes with 4009")
 	fs.DurationVar(&e.TickInterval, "tick", engine.DefaultTickInterval, "timer resolution of the per-loop timing wheel")
+
+	r := &o.Router
+	fs.BoolVar(&o.Dev, "dev", false, "development mode: generate and print a JWT secret when none is set, and a token command")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "HS256 secret for client tokens (default: $WSGATE_JWT_SECRET)")
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA (RS256) or EC P-256 (ES256) public key for client tokens")
+	fs.BoolVar(&r.Auth.AllowNoExp, "jwt-allow-no-exp", false, "accept tokens without an exp claim")
+	fs.DurationVar(&r.AuthTimeout, "auth-timeout", 5*time.Second, "close with 4008 when no valid auth message arrives this long after the upgrade")
+	fs.StringVar(&r.InstanceID, "instance-id", "", "this instance's id in message ids and on the backplane (default: random)")
+	fs.BoolVar(&r.PresenceEvents, "presence-events", false, "send user:joined / user:left to room members")
+	fs.Float64Var(&r.RateMsgs, "rate-msgs", 100, "messages per second per connection, sustained (0 = unlimited)")
+	fs.Float64Var(&r.RateBytes, "rate-bytes", 1<<20, "inbound bytes per second per connection, sustained (0 = unlimited)")
+	fs.IntVar(&r.RateBurst, "rate-burst", 0, "token bucket size in messages (0 = 2 x -rate-msgs); the byte bucket holds as many seconds")
+	fs.IntVar(&r.RateKickAfter, "rate-kick-after", 20, "close with 1008 after this many rate-limited messages in a row (0 = never)")
+	fs.IntVar(&r.MaxSubscriptions, "max-subscriptions", 256, "rooms plus channels one connection may join")
 }
 
 // finish translates flag forms into engine options and validates the whole.
@@ -77,6 +97,33 @@ func (o *options) finish() error {
 		o.Engine.IdleTimeout = -1
 	default:
 		o.Engine.IdleTimeout = o.idleTimeout
+	}
+	if o.Router.RateMsgs == 0 {
+		o.Router.RateMsgs = -1
+	}
+	if o.Router.RateBytes == 0 {
+		o.Router.RateBytes = -1
+	}
+	if o.Router.RateKickAfter == 0 {
+		o.Router.RateKickAfter = -1
+	}
+	if o.Router.RateMsgs < 0 && o.Router.RateMsgs != -1 || o.Router.RateBytes < 0 && o.Router.RateBytes != -1 {
+		errs = append(errs, errors.New("rate-msgs and rate-bytes must not be negative"))
+	}
+	if o.jwtSecret == "" {
+		o.jwtSecret = os.Getenv("WSGATE_JWT_SECRET")
+	}
+	o.Router.Auth.Secret = []byte(o.jwtSecret)
+	if o.jwtPublicKey != "" {
+		pem, err := os.ReadFile(o.jwtPublicKey)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("jwt-public-key: %w", err))
+		}
+		o.Router.Auth.PublicKeyPEM = pem
+	}
+	routerMode := !o.Echo && !o.Broadcast
+	if routerMode && !o.Dev && o.jwtSecret == "" && o.jwtPublicKey == "" {
+		errs = append(errs, errors.New("no way to verify tokens: set -jwt-secret (or $WSGATE_JWT_SECRET) or -jwt-public-key, or use -dev"))
 	}
 	if o.Echo && o.Broadcast {
 		errs = append(errs, errors.New("-echo and -broadcast are exclusive"))

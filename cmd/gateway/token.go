@@ -1,0 +1,97 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/wsgate/wsgate/router"
+)
+
+// runToken is `gateway token`: it mints an HS256 development token.
+func runToken(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gateway token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secret := fs.String("jwt-secret", "", "HS256 secret (default: $WSGATE_JWT_SECRET)")
+	sub := fs.String("sub", "", "user id (required)")
+	rooms := fs.String("rooms", "", "comma-separated rooms or globs the user may join (empty = all)")
+	pub := fs.String("pub", "", "comma-separated channel patterns the user may publish to (empty = none)")
+	subChannels := fs.String("sub-channels", "", "comma-separated channel patterns the user may subscribe to (empty = all)")
+	tags := fs.String("tags", "", "comma-separated key=value tags for conditional routing")
+	admin := fs.Bool("admin", false, "set the admin claim")
+	ttl := fs.Duration("ttl", time.Hour, "token lifetime")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *secret == "" {
+		*secret = os.Getenv("WSGATE_JWT_SECRET")
+	}
+	if *secret == "" || *sub == "" {
+		fmt.Fprintln(stderr, "gateway token: -sub and a secret (-jwt-secret or $WSGATE_JWT_SECRET) are required")
+		return 2
+	}
+	c := router.Claims{Sub: *sub, Admin: *admin}
+	if *rooms != "" {
+		c.Rooms, c.RoomsSet = splitList(*rooms), true
+	}
+	if *pub != "" {
+		c.Pub = splitList(*pub)
+	}
+	if *subChannels != "" {
+		c.SubChannels, c.SubChannelsSet = splitList(*subChannels), true
+	}
+	if *tags != "" {
+		c.Tags = map[string]string{}
+		for _, kv := range splitList(*tags) {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				fmt.Fprintf(stderr, "gateway token: tag %q: want key=value\n", kv)
+				return 2
+			}
+			c.Tags[k] = v
+		}
+	}
+	tok, err := router.MintHS256([]byte(*secret), c, *ttl)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway token: %v\n", err)
+		return 2
+	}
+	fmt.Fprintln(stdout, tok)
+	return 0
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// devSecret is a random secret for -dev; it is printed, so never use -dev in production.
+func devSecret() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func printDevBanner(w io.Writer, secret, addr, path string) {
+	host := addr
+	if strings.HasPrefix(host, ":") {
+		host = "127.0.0.1" + host
+	}
+	fmt.Fprintf(w, `
+  wsgate development mode — the secret below is random and printed: never use -dev in production.
+    dev secret:   %s
+    mint a token: WSGATE_JWT_SECRET=%s go run ./cmd/gateway token -sub alice -rooms 'lobby,chat.*'
+    connect:      ws://%s%s?token=<token>
+
+`, secret, secret, host, path)
+}

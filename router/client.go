@@ -1,0 +1,77 @@
+package router
+
+import (
+	"time"
+
+	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/frame"
+)
+
+// client is the router's state for one connection, attached with
+// engine.Conn.SetApp. Owned by the connection's event loop.
+type client struct {
+	conn      *engine.Conn
+	shard     *shard
+	claims    *Claims // nil until authenticated
+	user      string
+	codec     Codec
+	members   []membership // rooms, channels and the user entry
+	authedIdx int32
+
+	// Token buckets (PROTOCOL.md section 8), refilled lazily on each message.
+	msgTokens  float64
+	byteTokens float64
+	lastRefill int64 // unix nanos
+	violations int
+
+	// Outbound flow control.
+	held      []*frame.Shared // normal-priority frames held while backlogged
+	heldBytes int
+	dropped   uint64 // low-priority messages dropped since the last gap message
+}
+
+// inRoom reports whether cl joined room.
+func (cl *client) member(kind Kind, name []byte) int {
+	for i := range cl.members {
+		if cl.members[i].kind == kind && cl.members[i].name == string(name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// allow takes one message of size bytes from the buckets.
+func (cl *client) allow(o *Options, size int, now time.Time) bool {
+	if o.RateMsgs <= 0 {
+		return true
+	}
+	ns := now.UnixNano()
+	if cl.lastRefill == 0 {
+		cl.msgTokens = float64(o.RateBurst)
+		cl.byteTokens = o.byteBurst()
+	} else if dt := float64(ns-cl.lastRefill) / 1e9; dt > 0 {
+		cl.msgTokens = min(cl.msgTokens+dt*o.RateMsgs, float64(o.RateBurst))
+		if o.RateBytes > 0 {
+			cl.byteTokens = min(cl.byteTokens+dt*o.RateBytes, o.byteBurst())
+		}
+	}
+	cl.lastRefill = ns
+	if cl.msgTokens < 1 || (o.RateBytes > 0 && cl.byteTokens < float64(size)) {
+		return false
+	}
+	cl.msgTokens--
+	if o.RateBytes > 0 {
+		cl.byteTokens -= float64(size)
+	}
+	return true
+}
+
+// releaseHeld drops every held frame (on close).
+func (cl *client) releaseHeld() {
+	for i, s := range cl.held {
+		s.Release()
+		cl.held[i] = nil
+	}
+	cl.held = cl.held[:0]
+	cl.heldBytes = 0
+}

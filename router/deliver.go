@@ -1,0 +1,207 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/gobwas/ws"
+
+	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/frame"
+)
+
+// outMsg is one message on its way to local receivers: addressed, stamped,
+// with its data in the codec it arrived in. It is encoded at most once per
+// codec (lazily, by whichever loop needs that codec first) and the same
+// frame goes to every receiver of that codec. Shared by the loops it is
+// posted to; reference-counted and pooled.
+type outMsg struct {
+	refs      atomic.Int32
+	kind      Kind
+	priority  Priority
+	filter    Filter
+	exclude   *engine.Conn // the sender's own connection, skipped
+	dataCodec Codec
+	presence  string // "user:joined" / "user:left": a presence event, not a message
+
+	// Backing storage for the byte fields, reused through the pool.
+	name, from, data, id []byte
+	ts                   int64
+	seq                  uint64
+	hasSeq               bool
+
+	once   [2]sync.Once
+	frames [2]*frame.Shared
+	errs   [2]error
+}
+
+var outPool = sync.Pool{New: func() any { return new(outMsg) }}
+
+func newOutMsg() *outMsg {
+	m := outPool.Get().(*outMsg)
+	m.refs.Store(1)
+	return m
+}
+
+func (m *outMsg) retain() { m.refs.Add(1) }
+
+func (m *outMsg) release() {
+	if m.refs.Add(-1) != 0 {
+		return
+	}
+	for i := range m.frames {
+		if m.frames[i] != nil {
+			m.frames[i].Release()
+		}
+	}
+	*m = outMsg{name: m.name[:0], from: m.from[:0], data: m.data[:0], id: m.id[:0]}
+	outPool.Put(m)
+}
+
+// frameFor returns the message encoded for codec c, encoding it on first use.
+func (m *outMsg) frameFor(c Codec) (*frame.Shared, error) {
+	m.once[c].Do(func() {
+		buf := getBuf()
+		defer putBuf(buf)
+		op := ws.OpText
+		if c.Binary() {
+			op = ws.OpBinary
+		}
+		if m.presence != "" {
+			buf.out = c.AppendUserEvent(buf.out[:0], m.presence, m.name, string(m.from))
+			m.frames[c] = frame.NewShared(op, buf.out)
+			return
+		}
+		data := m.data
+		if c != m.dataCodec {
+			var err error
+			buf.tmp, err = Transcode(buf.tmp[:0], m.data, m.dataCodec, c)
+			if err != nil {
+				m.errs[c] = err
+				return
+			}
+			data = buf.tmp
+		}
+		d := Delivery{Target: targetOf(m.kind), Name: m.name, From: m.from, Data: data, ID: m.id, TS: m.ts, Seq: m.seq, HasSeq: m.hasSeq}
+		if m.kind == KindAll {
+			d.Name = nil
+		}
+		buf.out = c.AppendDelivery(buf.out[:0], &d)
+		m.frames[c] = frame.NewShared(op, buf.out)
+	})
+	return m.frames[c], m.errs[c]
+}
+
+func targetOf(k Kind) Target {
+	switch k {
+	case KindChannel:
+		return TargetChannel
+	case KindUser:
+		return TargetUser
+	}
+	return TargetRoom
+}
+
+// encBuf is scratch for one encoding; pooled because encodings may run on
+// any loop.
+type encBuf struct{ tmp, out []byte }
+
+var encPool = sync.Pool{New: func() any { return new(encBuf) }}
+
+func getBuf() *encBuf  { return encPool.Get().(*encBuf) }
+func putBuf(b *encBuf) { encPool.Put(b) }
+
+// deliverTask is the Task that runs m's fan-out on one loop.
+func deliverTask(l *engine.Loop, arg any) {
+	m := arg.(*outMsg)
+	if s, ok := l.Data().(*shard); ok {
+		s.fanOut(m)
+	}
+	m.release()
+}
+
+// fanOut delivers m to this loop's receivers of its address.
+func (s *shard) fanOut(m *outMsg) {
+	s.stats.MessagesRouted++
+	if m.kind == KindAll {
+		for _, cl := range s.authed {
+			s.deliverTo(cl, m)
+		}
+		return
+	}
+	set := s.tables[m.kind][string(m.name)]
+	if set == nil {
+		return
+	}
+	for _, cl := range set.list {
+		s.deliverTo(cl, m)
+	}
+}
+
+// deliverTo applies the receiver's filter and outbound flow control
+// (PROTOCOL.md section 8) and queues m.
+func (s *shard) deliverTo(cl *client, m *outMsg) {
+	c := cl.conn
+	if c == m.exclude || c.State() >= engine.StateClosing {
+		return
+	}
+	if !m.filter.IsZero() && (cl.claims == nil || !m.filter.Match(cl.claims.Tags)) {
+		return
+	}
+	f, err := m.frameFor(cl.codec)
+	if err != nil {
+		return // data not representable in this codec (e.g. msgpack ext to JSON)
+	}
+	o := &s.r.eopts
+	size := len(f.Bytes())
+	queued := c.Queued() + cl.heldBytes
+	backedUp := c.Backlogged() || queued > o.WriteHighWater || len(cl.held) > 0
+	switch {
+	case m.priority == PriorityLow && backedUp:
+		cl.dropped++
+		s.stats.DroppedLow++
+		return
+	case queued+size > o.MaxQueueBytes:
+		s.stats.SlowConsumers++
+		cl.releaseHeld()
+		c.Close(engine.CloseSlowConsumer, "slow consumer")
+		return
+	case m.priority != PriorityHigh && backedUp:
+		f.Retain()
+		cl.held = append(cl.held, f)
+		cl.heldBytes += size
+		s.stats.Held++
+		return
+	}
+	c.WriteShared(f)
+	s.stats.Deliveries++
+}
+
+// drain writes what was held while cl was backlogged, then one gap message
+// when low-priority messages were dropped meanwhile.
+func (s *shard) drain(cl *client) {
+	c := cl.conn
+	for i, f := range cl.held {
+		c.WriteShared(f)
+		f.Release()
+		cl.held[i] = nil
+		s.stats.Deliveries++
+	}
+	cl.held = cl.held[:0]
+	cl.heldBytes = 0
+	if cl.dropped > 0 {
+		s.out = cl.codec.AppendGap(s.out[:0], cl.dropped)
+		s.write(cl, s.out)
+		cl.dropped = 0
+		s.stats.GapsSent++
+	}
+}
+
+// write sends an encoded reply in cl's codec.
+func (s *shard) write(cl *client, b []byte) {
+	op := ws.OpText
+	if cl.codec.Binary() {
+		op = ws.OpBinary
+	}
+	cl.conn.WriteMessage(op, b)
+}

@@ -1,0 +1,530 @@
+package router
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/wsgate/wsgate/engine"
+)
+
+// Options configures a Router. Zero values mean the documented default.
+type Options struct {
+	// InstanceID names this gateway instance in message ids and on the
+	// backplane (default: 8 random hex digits).
+	InstanceID string
+	// Auth is how tokens are verified (a secret or a public key is required).
+	Auth AuthConfig
+	// AuthTimeout bounds the wait for an auth message (default 5s).
+	AuthTimeout time.Duration
+	// PresenceEvents sends user:joined / user:left to room members.
+	PresenceEvents bool
+	// RateMsgs is the sustained messages per second per connection (default 100; negative disables rate limiting).
+	RateMsgs float64
+	// RateBytes is the sustained inbound bytes per second per connection (default 1 MiB; negative: no byte limit).
+	RateBytes float64
+	// RateBurst is the bucket size in messages (default 2 x RateMsgs); the
+	// byte bucket holds the same number of seconds' worth of RateBytes.
+	RateBurst int
+	// RateKickAfter closes with 1008 after this many rate-limited messages in a row (default 20; negative: never).
+	RateKickAfter int
+	// MaxSubscriptions caps rooms plus channels per connection (default 256).
+	MaxSubscriptions int
+	// Backplane connects instances; nil runs standalone.
+	Backplane Backplane
+}
+
+func (o *Options) normalize() {
+	setDefault(&o.AuthTimeout, 5*time.Second)
+	setDefault(&o.RateMsgs, 100)
+	setDefault(&o.RateBytes, 1<<20)
+	if o.RateBurst == 0 && o.RateMsgs > 0 {
+		o.RateBurst = int(2 * o.RateMsgs)
+	}
+	setDefault(&o.RateKickAfter, 20)
+	setDefault(&o.MaxSubscriptions, 256)
+	if o.InstanceID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		o.InstanceID = hex.EncodeToString(b[:])
+	}
+}
+
+func (o *Options) byteBurst() float64 {
+	if o.RateMsgs <= 0 {
+		return o.RateBytes
+	}
+	return o.RateBytes * float64(o.RateBurst) / o.RateMsgs
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
+
+// Router is the gateway's application layer: auth, rooms, users, channels,
+// presence and flow control on top of the engine. It implements
+// engine.Handler; see doc.go for who owns what.
+type Router struct {
+	// Immutable after Bind.
+	opts      Options
+	verifier  *Verifier
+	eng       *engine.Engine
+	eopts     engine.Options
+	shards    []*shard
+	reg       registry
+	authTicks uint32
+}
+
+// New checks opts and builds a router; Bind it to an engine before Start.
+func New(opts Options) (*Router, error) {
+	opts.normalize()
+	v, err := NewVerifier(opts.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	if !ValidName([]byte(opts.InstanceID)) {
+		return nil, fmt.Errorf("router: instance id %q: want 1-128 bytes of [A-Za-z0-9_.:-]", opts.InstanceID)
+	}
+	return &Router{opts: opts, verifier: v}, nil
+}
+
+// Bind attaches the router to the engine that serves it (engine.New(..., r)),
+// and starts the backplane. Call once, before Engine.Start.
+func (r *Router) Bind(e *engine.Engine) error {
+	r.eng = e
+	r.eopts = e.Options()
+	loops := e.Loops()
+	r.shards = make([]*shard, len(loops))
+	for i, l := range loops {
+		r.shards[i] = newShard(l, r)
+		l.SetData(r.shards[i])
+	}
+	r.reg.loops = len(loops)
+	r.authTicks = e.Ticks(r.opts.AuthTimeout)
+	if bp := r.opts.Backplane; bp != nil {
+		if err := bp.Start(r.opts.InstanceID, r.fromBackplane); err != nil {
+			return fmt.Errorf("router: backplane: %w", err)
+		}
+	}
+	return nil
+}
+
+// InstanceID is this instance's id.
+func (r *Router) InstanceID() string { return r.opts.InstanceID }
+
+// --- engine.Handler ---------------------------------------------------------
+
+// Accept picks the codec and checks a token given on the upgrade request.
+func (r *Router) Accept(c *engine.Conn, req *engine.Request) engine.Decision {
+	cl := &client{conn: c, authedIdx: -1, shard: c.Loop().Data().(*shard)}
+	d := engine.Decision{}
+	for _, p := range req.Protocols {
+		if codec, ok := ParseCodec(string(p)); ok {
+			cl.codec = codec
+			d.Protocol = codec.Subprotocol()
+			break
+		}
+	}
+	token := req.QueryValue("token")
+	if auth := req.Authorization; len(token) == 0 && len(auth) > 7 && bytes.EqualFold(auth[:7], []byte("Bearer ")) {
+		token = bytes.TrimSpace(auth[7:])
+	}
+	if len(token) > 0 {
+		claims, err := r.verifier.Verify(token)
+		if err != nil {
+			cl.shard.stats.AuthFailures++
+			return engine.Decision{Status: 401, Reason: "invalid token: " + err.Error()}
+		}
+		cl.claims = claims
+	}
+	c.SetApp(cl)
+	return d
+}
+
+// OnOpen finishes authentication from the upgrade, or starts the auth timer.
+func (r *Router) OnOpen(c *engine.Conn) {
+	cl := c.App().(*client)
+	if cl.claims != nil {
+		r.activate(cl, nil)
+		return
+	}
+	c.RequireAuthWithin(r.authTicks)
+}
+
+// OnDrain sends what was held back while the connection was backlogged.
+func (r *Router) OnDrain(c *engine.Conn) {
+	if cl, ok := c.App().(*client); ok {
+		cl.shard.drain(cl)
+	}
+}
+
+// OnClose removes the connection from every table.
+func (r *Router) OnClose(c *engine.Conn, _ ws.StatusCode) {
+	cl, ok := c.App().(*client)
+	if !ok {
+		return
+	}
+	s := cl.shard
+	for len(cl.members) > 0 {
+		r.leaveAt(cl, len(cl.members)-1, nil)
+	}
+	if cl.claims != nil {
+		s.removeAuthed(cl)
+	}
+	cl.releaseHeld()
+}
+
+// activate makes cl an authenticated, active connection.
+func (r *Router) activate(cl *client, clientID []byte) {
+	s := cl.shard
+	cl.user = cl.claims.Sub
+	cl.conn.SetState(engine.StateActive)
+	s.addAuthed(cl)
+	r.joinAddr(cl, KindUser, cl.user)
+	s.out = cl.codec.AppendAuthOK(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, clientID)
+	s.write(cl, s.out)
+}
+
+// joinAddr adds a membership on the shard and in the registry.
+func (r *Router) joinAddr(cl *client, kind Kind, name string) {
+	s := cl.shard
+	s.join(cl, kind, name)
+	firstHere, firstOfUser := r.reg.add(kind, name, s.loop.Index(), cl.user)
+	if firstHere && r.opts.Backplane != nil {
+		r.opts.Backplane.Interest(kind, name, true)
+	}
+	if kind == KindRoom && firstOfUser && r.opts.PresenceEvents {
+		r.presenceEvent(cl, name, "user:joined")
+	}
+}
+
+// leaveAt removes membership i of cl.
+func (r *Router) leaveAt(cl *client, i int, _ []byte) {
+	s := cl.shard
+	m := cl.members[i]
+	s.leave(cl, i)
+	lastHere, lastOfUser := r.reg.remove(m.kind, m.name, s.loop.Index(), cl.user)
+	if lastHere && r.opts.Backplane != nil {
+		r.opts.Backplane.Interest(m.kind, m.name, false)
+	}
+	if m.kind == KindRoom && lastOfUser && r.opts.PresenceEvents {
+		r.presenceEvent(cl, m.name, "user:left")
+	}
+}
+
+// presenceEvent tells the room's other members (all loops) that cl's user
+// joined or left, encoded once per codec like any room message.
+func (r *Router) presenceEvent(cl *client, room, typ string) {
+	m := newOutMsg()
+	m.kind = KindRoom
+	m.name = append(m.name, room...)
+	m.exclude = cl.conn
+	m.presence = typ
+	m.from = append(m.from, cl.user...)
+	r.route(cl.shard, m)
+}
+
+// --- routing ---------------------------------------------------------------
+
+// route fans m out to every loop with local receivers (the caller's loop
+// synchronously, the others by one handoff each) and releases the caller's
+// reference.
+func (r *Router) route(own *shard, m *outMsg) {
+	var mask uint64
+	if m.kind == KindAll {
+		mask = ^uint64(0)
+	} else if in := r.reg.lookup(m.kind, m.name); in != nil {
+		mask = in.mask.Load()
+	}
+	for i, s := range r.shards {
+		if mask&loopBit(i) == 0 || s == own {
+			continue
+		}
+		m.retain()
+		if !s.loop.Post(engine.Task{Fn: deliverTask, Arg: m}) {
+			m.release()
+		}
+	}
+	if own != nil && mask&loopBit(own.loop.Index()) != 0 {
+		own.fanOut(m)
+	}
+	m.release()
+}
+
+// fromBackplane delivers a message from another instance (any goroutine).
+func (r *Router) fromBackplane(rm *Remote) {
+	if rm.Origin == r.opts.InstanceID {
+		return // never our own message twice
+	}
+	m := newOutMsg()
+	m.kind = rm.Kind
+	m.name = append(m.name, rm.Name...)
+	m.from = append(m.from, rm.From...)
+	m.data = append(m.data, rm.Data...)
+	m.id = append(m.id, rm.ID...)
+	m.ts = rm.TS
+	m.priority = rm.Priority
+	m.dataCodec = CodecJSON
+	if len(rm.Filter) > 0 {
+		f, err := ParseFilter(rm.Filter, CodecJSON)
+		if err != nil {
+			m.release()
+			return
+		}
+		m.filter = f
+	}
+	r.route(nil, m)
+}
+
+// errNotAuthed is the reply to anything but auth and ping before auth.
+var errNotAuthed = &ProtocolError{Code: CodeUnauthorized, Message: "authenticate first"}
+
+// OnMessage decodes and handles one client message.
+func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
+	cl, ok := c.App().(*client)
+	if !ok {
+		return
+	}
+	s := cl.shard
+	e := &s.env
+	now := time.Now()
+	if !cl.allow(&r.opts, len(payload), now) {
+		s.stats.RateLimited++
+		cl.violations++
+		if r.opts.RateKickAfter > 0 && cl.violations >= r.opts.RateKickAfter {
+			s.stats.RateKicks++
+			c.Close(engine.ClosePolicy, "rate limit exceeded")
+			return
+		}
+		s.out = cl.codec.AppendError(s.out[:0], CodeRateLimited, "rate limit exceeded", nil)
+		s.write(cl, s.out)
+		return
+	}
+	cl.violations = 0
+	if (op == ws.OpBinary) != cl.codec.Binary() {
+		s.out = cl.codec.AppendError(s.out[:0], CodeBadRequest, "wrong frame type for "+cl.codec.Subprotocol(), nil)
+		s.write(cl, s.out)
+		return
+	}
+	err := cl.codec.Decode(payload, e)
+	if err == nil {
+		err = e.Validate()
+	}
+	if err != nil {
+		r.replyError(cl, err, e.ID)
+		return
+	}
+	if cl.claims == nil && e.Type != TypeAuth && e.Type != TypePing {
+		r.replyError(cl, errNotAuthed, e.ID)
+		return
+	}
+	switch e.Type {
+	case TypeAuth:
+		r.handleAuth(cl, e)
+	case TypePing:
+		s.out = cl.codec.AppendPong(s.out[:0], now.UnixMilli(), e.ID)
+		s.write(cl, s.out)
+	case TypeJoin:
+		r.handleJoin(cl, e)
+	case TypeLeave:
+		r.handleLeave(cl, KindRoom, e.Room, "left", "room", e.ID)
+	case TypeSubscribe:
+		r.handleSubscribe(cl, e)
+	case TypeUnsubscribe:
+		r.handleLeave(cl, KindChannel, e.Channel, "unsubscribed", "channel", e.ID)
+	case TypeMessage:
+		if cl.member(KindRoom, e.Room) < 0 {
+			r.replyError(cl, &ProtocolError{Code: CodeNotJoined, Message: "join the room first"}, e.ID)
+			return
+		}
+		if r.publish(cl, e, KindRoom, e.Room, now) {
+			r.replyAck(cl, e.ID)
+		}
+	case TypePublish:
+		if !cl.claims.MayPublish(e.Channel) {
+			r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not publish to this channel"}, e.ID)
+			return
+		}
+		if !r.publish(cl, e, KindChannel, e.Channel, now) {
+			return
+		}
+		r.replyAck(cl, e.ID)
+	case TypeSend:
+		delivered := r.reg.count(KindUser, e.To)
+		if delivered > 0 && string(e.To) == cl.user {
+			delivered-- // the sender's own connection is skipped
+		}
+		if !r.publish(cl, e, KindUser, e.To, now) {
+			return
+		}
+		if len(e.ID) > 0 {
+			s.out = cl.codec.AppendSendAck(s.out[:0], e.ID, delivered, r.opts.Backplane != nil)
+			s.write(cl, s.out)
+		}
+	case TypePresence:
+		if cl.member(KindRoom, e.Room) < 0 && !cl.claims.MayJoin(e.Room) {
+			r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not see this room"}, e.ID)
+			return
+		}
+		s.out = cl.codec.AppendPresence(s.out[:0], e.Room, r.reg.roomUsers(e.Room), e.ID)
+		s.write(cl, s.out)
+	case TypeResume:
+		r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "history is off (-history)"}, e.ID)
+	}
+}
+
+func (r *Router) handleAuth(cl *client, e *Envelope) {
+	s := cl.shard
+	if cl.claims != nil {
+		r.replyError(cl, &ProtocolError{Code: CodeBadRequest, Message: "already authenticated"}, e.ID)
+		return
+	}
+	claims, err := r.verifier.Verify(e.Token)
+	if err != nil {
+		s.stats.AuthFailures++
+		s.out = cl.codec.AppendAuthFail(s.out[:0], err.Error())
+		s.write(cl, s.out)
+		cl.conn.Close(engine.CloseAuthFailed, "authentication failed")
+		return
+	}
+	cl.claims = claims
+	r.activate(cl, e.ID)
+}
+
+func (r *Router) handleJoin(cl *client, e *Envelope) {
+	s := cl.shard
+	switch {
+	case !cl.claims.MayJoin(e.Room):
+		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not join this room"}, e.ID)
+		return
+	case cl.member(KindRoom, e.Room) >= 0:
+		// Joining twice is harmless: answer as if it were the first time.
+	case len(cl.members) > r.opts.MaxSubscriptions:
+		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "too many rooms and channels"}, e.ID)
+		return
+	default:
+		r.joinAddr(cl, KindRoom, string(e.Room))
+	}
+	s.out = cl.codec.AppendSimple(s.out[:0], "joined", "room", e.Room, e.ID)
+	s.write(cl, s.out)
+}
+
+func (r *Router) handleSubscribe(cl *client, e *Envelope) {
+	s := cl.shard
+	switch {
+	case !cl.claims.MaySubscribe(e.Channel):
+		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not subscribe to this channel"}, e.ID)
+		return
+	case cl.member(KindChannel, e.Channel) >= 0:
+	case len(cl.members) > r.opts.MaxSubscriptions:
+		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "too many rooms and channels"}, e.ID)
+		return
+	default:
+		r.joinAddr(cl, KindChannel, string(e.Channel))
+	}
+	s.out = cl.codec.AppendSimple(s.out[:0], "subscribed", "channel", e.Channel, e.ID)
+	s.write(cl, s.out)
+}
+
+func (r *Router) handleLeave(cl *client, kind Kind, name []byte, reply, key string, id []byte) {
+	s := cl.shard
+	i := cl.member(kind, name)
+	if i < 0 {
+		r.replyError(cl, &ProtocolError{Code: CodeNotJoined, Message: "not a member"}, id)
+		return
+	}
+	r.leaveAt(cl, i, id)
+	s.out = cl.codec.AppendSimple(s.out[:0], reply, key, name, id)
+	s.write(cl, s.out)
+}
+
+// publish stamps a client message and routes it locally and to the backplane.
+// It reports false (after replying with an error) when it could not.
+func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now time.Time) bool {
+	s := cl.shard
+	m := newOutMsg()
+	m.kind = kind
+	m.priority = e.Priority
+	m.exclude = cl.conn
+	m.dataCodec = cl.codec
+	m.name = append(m.name, name...)
+	m.from = append(m.from, cl.user...)
+	m.data = append(m.data, e.Data...)
+	m.ts = now.UnixMilli()
+	s.msgSeq++
+	m.id = r.appendMessageID(m.id, s)
+	if len(e.Filter) > 0 {
+		f, err := ParseFilter(e.Filter, cl.codec)
+		if err != nil {
+			m.release()
+			r.replyError(cl, err, e.ID)
+			return false
+		}
+		m.filter = f
+	}
+	if bp := r.opts.Backplane; bp != nil {
+		if err := r.toBackplane(bp, m, e.Filter, cl.codec); err != nil {
+			s.stats.BackplaneErrors++
+			m.release()
+			r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "backplane unavailable"}, e.ID)
+			return false
+		}
+	}
+	r.route(s, m)
+	return true
+}
+
+// toBackplane publishes m for the other instances, in JSON.
+func (r *Router) toBackplane(bp Backplane, m *outMsg, filter []byte, codec Codec) error {
+	rm := &Remote{Kind: m.kind, Name: string(m.name), From: string(m.from), ID: string(m.id), TS: m.ts, Priority: m.priority, Origin: r.opts.InstanceID}
+	var err error
+	if rm.Data, err = Transcode(nil, m.data, codec, CodecJSON); err != nil {
+		return err
+	}
+	if len(filter) > 0 {
+		if rm.Filter, err = Transcode(nil, filter, codec, CodecJSON); err != nil {
+			return err
+		}
+	}
+	return bp.Publish(rm)
+}
+
+// appendMessageID appends "<instance>-<loop>-<counter>": unique across
+// instances (instance ids are) and loops, without coordination.
+func (r *Router) appendMessageID(dst []byte, s *shard) []byte {
+	dst = append(dst, r.opts.InstanceID...)
+	dst = append(dst, '-')
+	dst = strconv.AppendInt(dst, int64(s.loop.Index()), 36)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, s.msgSeq, 36)
+}
+
+func (r *Router) replyAck(cl *client, id []byte) {
+	if len(id) == 0 {
+		return
+	}
+	s := cl.shard
+	s.out = cl.codec.AppendAck(s.out[:0], id)
+	s.write(cl, s.out)
+}
+
+func (r *Router) replyError(cl *client, err error, id []byte) {
+	s := cl.shard
+	var pe *ProtocolError
+	if !errors.As(err, &pe) {
+		pe = &ProtocolError{Code: CodeBadRequest, Message: err.Error()}
+	}
+	s.out = cl.codec.AppendProtocolError(s.out[:0], pe, id)
+	s.write(cl, s.out)
+}
+
+var _ engine.Handler = (*Router)(nil)

@@ -1,0 +1,110 @@
+package router
+
+import (
+	"github.com/wsgate/wsgate/engine"
+)
+
+// memberSet is the local members of one room, channel or user on one loop:
+// a slice, so fan-out walks contiguous memory, with O(1) removal by swapping
+// in the last element (each client remembers its index per membership).
+type memberSet struct {
+	list []*client
+}
+
+// shard is one event loop's routing tables. Only that loop's goroutine
+// touches it: lookups and fan-out take no lock.
+type shard struct {
+	r      *Router
+	loop   *engine.Loop
+	tables [3]map[string]*memberSet // KindRoom, KindUser, KindChannel
+	authed []*client                // every authenticated client (gw.all)
+	env    Envelope                 // decode scratch, reused per message
+	out    []byte                   // reply encoding scratch
+	tmp    []byte                   // transcoding scratch
+	msgSeq uint64                   // per-loop message id counter
+	stats  ShardStats
+}
+
+// ShardStats are one loop's routing counters (folded at scrape time).
+type ShardStats struct {
+	MessagesRouted  uint64 // client and backplane messages fanned out
+	Deliveries      uint64 // frames queued to receivers
+	DroppedLow      uint64 // low-priority drops above the high-water mark
+	Held            uint64 // normal-priority messages held while backlogged
+	GapsSent        uint64
+	RateLimited     uint64
+	RateKicks       uint64
+	AuthFailures    uint64
+	BackplaneErrors uint64
+	SlowConsumers   uint64
+}
+
+func newShard(l *engine.Loop, r *Router) *shard {
+	s := &shard{loop: l, r: r}
+	for i := range s.tables {
+		s.tables[i] = map[string]*memberSet{}
+	}
+	return s
+}
+
+// membership ties a client to one memberSet.
+type membership struct {
+	kind Kind
+	name string
+	set  *memberSet
+	idx  int32
+}
+
+// join adds cl to the set of (kind, name) on this loop.
+func (s *shard) join(cl *client, kind Kind, name string) {
+	set := s.tables[kind][name]
+	if set == nil {
+		set = &memberSet{}
+		s.tables[kind][name] = set
+	}
+	cl.members = append(cl.members, membership{kind: kind, name: name, set: set, idx: int32(len(set.list))})
+	set.list = append(set.list, cl)
+}
+
+// leave removes cl's membership i.
+func (s *shard) leave(cl *client, i int) {
+	m := cl.members[i]
+	set := m.set
+	last := len(set.list) - 1
+	moved := set.list[last]
+	set.list[m.idx] = moved
+	set.list[last] = nil
+	set.list = set.list[:last]
+	if moved != cl {
+		for j := range moved.members {
+			if moved.members[j].set == set {
+				moved.members[j].idx = m.idx
+				break
+			}
+		}
+	}
+	if len(set.list) == 0 {
+		delete(s.tables[m.kind], m.name)
+	}
+	cl.members[i] = cl.members[len(cl.members)-1]
+	cl.members = cl.members[:len(cl.members)-1]
+}
+
+// addAuthed registers cl for gw.all.
+func (s *shard) addAuthed(cl *client) {
+	cl.authedIdx = int32(len(s.authed))
+	s.authed = append(s.authed, cl)
+}
+
+func (s *shard) removeAuthed(cl *client) {
+	i := cl.authedIdx
+	if i < 0 || int(i) >= len(s.authed) || s.authed[i] != cl {
+		return
+	}
+	last := len(s.authed) - 1
+	s.authed[i] = s.authed[last]
+	s.authed[i].authedIdx = i
+	s.authed[last] = nil
+	s.authed = s.authed[:last]
+	cl.authedIdx = -1
+}
