@@ -287,8 +287,13 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(len(in))
 		return gnet.None
 	}
-	c.lastFrame = l.wheel.now
-	c.pingSent = 0
+	if c.state != StateConnecting {
+		// Activity moves the ping deadline. It must not move the handshake
+		// deadline, which counts from the accept (see rearm): otherwise a
+		// client trickling a byte at a time would never time out.
+		c.lastFrame = l.wheel.now
+		c.pingSent = 0
+	}
 
 	consumed := 0
 	if c.state == StateConnecting {
@@ -308,6 +313,7 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		l.stats.States[StateActive]++
 		l.stats.Upgrades++
 		c.state = StateActive
+		c.lastFrame = l.wheel.now
 		c.lastMessage = l.wheel.now
 		e.handler.OnOpen(c)
 		c.rearm()
@@ -332,6 +338,9 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 		e.dispatch(c, &m)
 	}
+	// Let the decoder return a pooled message buffer it lent out, so an idle
+	// connection holds no buffers between messages.
+	_, _, _ = c.dec.Next(nil)
 	l.stats.BytesIn += uint64(len(in))
 	_, _ = gc.Discard(len(in))
 	e.finishTraffic(c)

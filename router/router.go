@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -82,6 +83,7 @@ type Router struct {
 	shards    []*shard
 	reg       registry
 	authTicks uint32
+	svcSeq    atomic.Uint64 // ids for messages from services, which have none
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
@@ -114,6 +116,14 @@ func (r *Router) Bind(e *engine.Engine) error {
 		if err := bp.Start(r.opts.InstanceID, r.fromBackplane); err != nil {
 			return fmt.Errorf("router: backplane: %w", err)
 		}
+	}
+	return nil
+}
+
+// Close detaches from the backplane (after the engine stopped).
+func (r *Router) Close() error {
+	if r.opts.Backplane != nil {
+		return r.opts.Backplane.Close()
 	}
 	return nil
 }
@@ -270,8 +280,15 @@ func (r *Router) fromBackplane(rm *Remote) {
 	m.name = append(m.name, rm.Name...)
 	m.from = append(m.from, rm.From...)
 	m.data = append(m.data, rm.Data...)
-	m.id = append(m.id, rm.ID...)
+	if rm.ID != "" {
+		m.id = append(m.id, rm.ID...)
+	} else {
+		m.id = r.appendServiceID(m.id)
+	}
 	m.ts = rm.TS
+	if m.ts == 0 {
+		m.ts = time.Now().UnixMilli()
+	}
 	m.priority = rm.Priority
 	m.dataCodec = CodecJSON
 	if len(rm.Filter) > 0 {
@@ -506,6 +523,57 @@ func (r *Router) appendMessageID(dst []byte, s *shard) []byte {
 	dst = strconv.AppendInt(dst, int64(s.loop.Index()), 36)
 	dst = append(dst, '-')
 	return strconv.AppendUint(dst, s.msgSeq, 36)
+}
+
+// appendServiceID stamps a message that came without an id (from a service).
+func (r *Router) appendServiceID(dst []byte) []byte {
+	dst = append(dst, r.opts.InstanceID...)
+	dst = append(dst, "-s-"...)
+	return strconv.AppendUint(dst, r.svcSeq.Add(1), 36)
+}
+
+// Ready reports whether the router can route beyond this instance: true
+// standalone, else whatever the backplane says (an optional Ready method).
+func (r *Router) Ready() bool {
+	if rd, ok := r.opts.Backplane.(interface{ Ready() bool }); ok {
+		return rd.Ready()
+	}
+	return true
+}
+
+// PublishService delivers a message from a service (POST /api/publish) to
+// local receivers and, through the backplane, to every other instance. data
+// is raw JSON. Safe from any goroutine.
+func (r *Router) PublishService(kind Kind, name string, data []byte, from string, priority Priority, filter []byte) error {
+	if kind != KindAll && !ValidName([]byte(name)) {
+		return fmt.Errorf("router: bad %s name %q", kind, name)
+	}
+	if !ValidJSON(data) {
+		return errors.New("router: data is not valid JSON")
+	}
+	m := newOutMsg()
+	m.kind, m.priority, m.dataCodec, m.ts = kind, priority, CodecJSON, time.Now().UnixMilli()
+	m.name = append(m.name, name...)
+	m.from = append(m.from, from...)
+	m.data = append(m.data, data...)
+	m.id = r.appendServiceID(m.id)
+	if len(filter) > 0 {
+		f, err := ParseFilter(filter, CodecJSON)
+		if err != nil {
+			m.release()
+			return fmt.Errorf("router: filter: %w", err)
+		}
+		m.filter = f
+	}
+	if bp := r.opts.Backplane; bp != nil {
+		rm := &Remote{Kind: kind, Name: name, From: from, Data: data, ID: string(m.id), TS: m.ts, Priority: priority, Filter: filter, Origin: r.opts.InstanceID}
+		if err := bp.Publish(rm); err != nil {
+			m.release()
+			return err
+		}
+	}
+	r.route(nil, m)
+	return nil
 }
 
 func (r *Router) replyAck(cl *client, id []byte) {

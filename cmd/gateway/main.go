@@ -7,15 +7,17 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/router"
+	"github.com/wsgate/wsgate/router/natsbp"
 )
 
 func main() {
@@ -57,7 +59,15 @@ func run(args []string, stderr *os.File) int {
 			o.Router.Auth.Secret = []byte(devSecret())
 			printDevBanner(stderr, string(o.Router.Auth.Secret), o.Engine.Addr, o.Engine.WSPath)
 		}
-		var err error
+		bp, ns, err := startBackplane(&o, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "gateway: %v\n", err)
+			return 1
+		}
+		if ns != nil {
+			defer ns.Shutdown()
+		}
+		o.Router.Backplane = bp
 		if rt, err = router.New(o.Router); err != nil {
 			fmt.Fprintf(stderr, "gateway: %v\n", err)
 			return 2
@@ -81,9 +91,9 @@ func run(args []string, stderr *os.File) int {
 	}
 	log.Info("gateway listening", "addr", eng.Addr(), "path", o.Engine.WSPath, "mode", mode, "loops", o.Engine.Loops)
 
-	var admin *http.Server
+	var adm *admin
 	if o.AdminAddr != "" {
-		admin, err = startAdmin(o.AdminAddr, eng)
+		adm, err = newAdmin(o.AdminAddr, rt, o.APIKey, eng.Done())
 		if err != nil {
 			log.Error("admin listen failed", "err", err)
 			_ = eng.Stop(context.Background())
@@ -108,36 +118,42 @@ func run(args []string, stderr *os.File) int {
 		log.Warn("second signal: exiting now")
 		os.Exit(1)
 	}()
-	if admin != nil {
-		_ = admin.Shutdown(ctx)
+	if adm != nil {
+		adm.draining.Store(true)
+		defer func() { _ = adm.srv.Shutdown(ctx) }()
 	}
 	if err := eng.Stop(ctx); err != nil {
 		log.Error("stop failed", "err", err)
 		return 1
 	}
+	if rt != nil {
+		_ = rt.Close()
+	}
 	return 0
 }
 
-// startAdmin serves the admin endpoints on addr.
-func startAdmin(addr string, eng *engine.Engine) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-eng.Done():
-			http.Error(w, "not accepting", http.StatusServiceUnavailable)
-		default:
-			_, _ = w.Write([]byte("ready\n"))
+// startBackplane connects the router to NATS: an external server or
+// cluster with -nats-url, else an embedded server (returned, to shut down).
+func startBackplane(o *options, log *slog.Logger) (*natsbp.Backplane, *server.Server, error) {
+	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log}
+	var ns *server.Server
+	if o.NATSURL != "" {
+		for _, u := range strings.Split(o.NATSURL, ",") {
+			bo.URLs = append(bo.URLs, strings.TrimSpace(u))
 		}
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
+	} else {
+		eo := natsbp.EmbeddedOptions{Listen: o.NATSListen, ClusterListen: o.NATSCluster, ServerName: o.Router.InstanceID}
+		for _, r := range strings.Split(o.NATSRoutes, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				eo.Routes = append(eo.Routes, r)
+			}
+		}
+		var err error
+		if ns, err = natsbp.StartEmbedded(eo); err != nil {
+			return nil, nil, err
+		}
+		bo.Server = ns
+		log.Info("embedded NATS running", "client", ns.ClientURL(), "cluster", o.NATSCluster)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return srv, nil
+	return natsbp.New(bo), ns, nil
 }

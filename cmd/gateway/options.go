@@ -28,6 +28,13 @@ type options struct {
 	idleTimeout    time.Duration
 	jwtSecret      string
 	jwtPublicKey   string
+
+	APIKey      string
+	NATSURL     string
+	NATSListen  string
+	NATSCluster string
+	NATSRoutes  string
+	NATSPrefix  string
 }
 
 // bindFlags registers every flag on fs. The -h text of each flag is the
@@ -72,6 +79,13 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&r.RateBurst, "rate-burst", 0, "token bucket size in messages (0 = 2 x -rate-msgs); the byte bucket holds as many seconds")
 	fs.IntVar(&r.RateKickAfter, "rate-kick-after", 20, "close with 1008 after this many rate-limited messages in a row (0 = never)")
 	fs.IntVar(&r.MaxSubscriptions, "max-subscriptions", 256, "rooms plus channels one connection may join")
+
+	fs.StringVar(&o.APIKey, "api-key", "", "bearer key for POST /api/publish on the admin port (default: $WSGATE_API_KEY; empty disables the API)")
+	fs.StringVar(&o.NATSURL, "nats-url", "", "external NATS server(s), comma-separated; empty runs an embedded NATS server")
+	fs.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server, for services ('-' = in-process only)")
+	fs.StringVar(&o.NATSCluster, "nats-cluster", "", "route listen address of the embedded NATS server, to cluster gateways (e.g. 0.0.0.0:6222)")
+	fs.StringVar(&o.NATSRoutes, "nats-routes", "", "comma-separated nats-route://host:port of other gateways' embedded servers")
+	fs.StringVar(&o.NATSPrefix, "nats-prefix", "gw", "prefix of every NATS subject")
 }
 
 // finish translates flag forms into engine options and validates the whole.
@@ -124,6 +138,15 @@ func (o *options) finish() error {
 	routerMode := !o.Echo && !o.Broadcast
 	if routerMode && !o.Dev && o.jwtSecret == "" && o.jwtPublicKey == "" {
 		errs = append(errs, errors.New("no way to verify tokens: set -jwt-secret (or $WSGATE_JWT_SECRET) or -jwt-public-key, or use -dev"))
+	}
+	if o.APIKey == "" {
+		o.APIKey = os.Getenv("WSGATE_API_KEY")
+	}
+	if o.NATSURL != "" && (o.NATSCluster != "" || o.NATSRoutes != "") {
+		errs = append(errs, errors.New("-nats-cluster and -nats-routes configure the embedded server; they do not combine with -nats-url"))
+	}
+	if o.NATSPrefix == "" || strings.ContainsAny(o.NATSPrefix, " *>") {
+		errs = append(errs, fmt.Errorf("nats-prefix %q: want a subject token such as gw", o.NATSPrefix))
 	}
 	if o.Echo && o.Broadcast {
 		errs = append(errs, errors.New("-echo and -broadcast are exclusive"))

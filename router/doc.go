@@ -1,0 +1,38 @@
+// Package router is wsgate's application layer on top of the engine:
+// authentication, users, rooms, channels, presence, conditional and priority
+// routing, and per-connection flow control (PROTOCOL.md sections 2-4, 7, 8).
+// It implements engine.Handler and talks to other instances through the
+// Backplane interface (NATS in production, LocalHub in tests).
+//
+// # Who owns what
+//
+//	engine loop i ──owns──▶ shard i: room/user/channel -> local members (slices),
+//	                                 authenticated clients, decode/encode scratch
+//	                        client (per connection, engine.Conn.App): claims,
+//	                                 memberships, token buckets, held frames
+//	any goroutine ─────────▶ registry: address -> {loop mask (atomic), counts,
+//	                                 presence users} under that address's mutex
+//	backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.Post only
+//
+//   - A shard and the clients on it are touched only by their event loop:
+//     Handler callbacks and the deliverTask posted to that loop.
+//   - The registry is the only cross-loop state. The delivery path only
+//     loads an address's loop mask (lock-free); join, leave, auth and close
+//     update counts under that one address's mutex. There is no global mutex.
+//   - A message is stamped and encoded once per codec in use (outMsg.frameFor,
+//     guarded by sync.Once because several loops may want it at once), and
+//     handed to each other loop with members by exactly one Post; the
+//     sender's loop fans out synchronously. Receivers share the frame bytes.
+//
+// # Flow control
+//
+// Inbound: token buckets per connection (messages and bytes); an over-limit
+// message gets `error rate_limited`, and -rate-kick-after violations in a row
+// close with 1008. Outbound: above -write-high-water a connection is backed
+// up: low-priority messages are dropped and counted, normal ones are held in
+// the client (not in gnet's buffer) so that high-priority messages overtake
+// them; a message that would take the queue past -max-queue-bytes closes
+// the connection with 4009 instead. When the engine reports the connection
+// drained below -write-low-water (Handler.OnDrain), the held messages go out,
+// followed by one `gap` message with the number dropped.
+package router
