@@ -18,15 +18,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-type testKeys struct {
+type authKeys struct {
 	rsa, rsa2       *rsa.PrivateKey
 	ec              *ecdsa.PrivateKey
 	rsaPEM, rsa1PEM []byte // PKIX and PKCS#1 encodings of rsa's public key
 	ecPEM           []byte
 }
 
-var keysOnce = sync.OnceValues(func() (*testKeys, error) {
-	k := &testKeys{}
+var authKeysOnce = sync.OnceValues(func() (*authKeys, error) {
+	k := &authKeys{}
 	var err error
 	if k.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		return nil, err
@@ -50,16 +50,16 @@ var keysOnce = sync.OnceValues(func() (*testKeys, error) {
 	return k, nil
 })
 
-func keys(t testing.TB) *testKeys {
+func authTestKeys(t testing.TB) *authKeys {
 	t.Helper()
-	k, err := keysOnce()
+	k, err := authKeysOnce()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-func sign(t testing.TB, m jwt.SigningMethod, key any, c jwt.MapClaims) string {
+func signTestToken(t testing.TB, m jwt.SigningMethod, key any, c jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(m, c).SignedString(key)
 	if err != nil {
@@ -68,7 +68,7 @@ func sign(t testing.TB, m jwt.SigningMethod, key any, c jwt.MapClaims) string {
 	return s
 }
 
-func newVerifier(t testing.TB, cfg AuthConfig) *Verifier {
+func mustVerifier(t testing.TB, cfg AuthConfig) *Verifier {
 	t.Helper()
 	v, err := NewVerifier(cfg)
 	if err != nil {
@@ -77,10 +77,10 @@ func newVerifier(t testing.TB, cfg AuthConfig) *Verifier {
 	return v
 }
 
-var secret = []byte("test-secret-0123456789abcdef0123")
+var authTestSecret = []byte("test-authTestSecret-0123456789abcdef0123")
 
-func TestVerifyValid(t *testing.T) {
-	k := keys(t)
+func TestAuthVerifyValid(t *testing.T) {
+	k := authTestKeys(t)
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
 	full := jwt.MapClaims{"sub": "alice", "exp": exp.Unix(), "rooms": []string{"lobby", "chat.*"}, "pub": []string{"prices.**"},
 		"sub_channels": []string{}, "tags": map[string]string{"region": "eu"}, "admin": true, "unknown": 1}
@@ -91,15 +91,15 @@ func TestVerifyValid(t *testing.T) {
 		cfg   AuthConfig
 		token string
 	}{
-		{name: "HS256", cfg: AuthConfig{Secret: secret}, token: sign(t, jwt.SigningMethodHS256, secret, full)},
-		{name: "RS256", cfg: AuthConfig{PublicKeyPEM: k.rsaPEM}, token: sign(t, jwt.SigningMethodRS256, k.rsa, full)},
-		{name: "RS256 PKCS1", cfg: AuthConfig{PublicKeyPEM: k.rsa1PEM}, token: sign(t, jwt.SigningMethodRS256, k.rsa, full)},
-		{name: "ES256", cfg: AuthConfig{PublicKeyPEM: k.ecPEM}, token: sign(t, jwt.SigningMethodES256, k.ec, full)},
-		{name: "both keys HS", cfg: AuthConfig{Secret: secret, PublicKeyPEM: k.rsaPEM}, token: sign(t, jwt.SigningMethodHS256, secret, full)},
-		{name: "both keys RS", cfg: AuthConfig{Secret: secret, PublicKeyPEM: k.rsaPEM}, token: sign(t, jwt.SigningMethodRS256, k.rsa, full)},
+		{name: "HS256", cfg: AuthConfig{Secret: authTestSecret}, token: signTestToken(t, jwt.SigningMethodHS256, authTestSecret, full)},
+		{name: "RS256", cfg: AuthConfig{PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
+		{name: "RS256 PKCS1", cfg: AuthConfig{PublicKeyPEM: k.rsa1PEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
+		{name: "ES256", cfg: AuthConfig{PublicKeyPEM: k.ecPEM}, token: signTestToken(t, jwt.SigningMethodES256, k.ec, full)},
+		{name: "both keys HS", cfg: AuthConfig{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodHS256, authTestSecret, full)},
+		{name: "both keys RS", cfg: AuthConfig{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
 	}
 	for _, tt := range tests {
-		c, err := newVerifier(t, tt.cfg).Verify([]byte(tt.token))
+		c, err := mustVerifier(t, tt.cfg).Verify([]byte(tt.token))
 		if err != nil {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
@@ -109,8 +109,8 @@ func TestVerifyValid(t *testing.T) {
 		}
 	}
 	// Minimal claims: absent lists stay unset.
-	v := newVerifier(t, AuthConfig{Secret: secret})
-	c, err := v.Verify([]byte(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "bob", "exp": exp.Unix(), "rooms": nil})))
+	v := mustVerifier(t, AuthConfig{Secret: authTestSecret})
+	c, err := v.Verify([]byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "bob", "exp": exp.Unix(), "rooms": nil})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +119,8 @@ func TestVerifyValid(t *testing.T) {
 	}
 }
 
-func TestVerifyRejects(t *testing.T) {
-	k := keys(t)
+func TestAuthVerifyRejects(t *testing.T) {
+	k := authTestKeys(t)
 	future := time.Now().Add(time.Hour).Unix()
 	ok := func(extra jwt.MapClaims) jwt.MapClaims {
 		c := jwt.MapClaims{"sub": "alice", "exp": future}
@@ -133,13 +133,15 @@ func TestVerifyRejects(t *testing.T) {
 		}
 		return c
 	}
-	hs := func(extra jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, secret, ok(extra)) }
-	noneTok := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, ok(nil))
+	hs := func(extra jwt.MapClaims) string {
+		return signTestToken(t, jwt.SigningMethodHS256, authTestSecret, ok(extra))
+	}
+	noneTok := signTestToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, ok(nil))
 	good := hs(nil)
 	parts := strings.Split(good, ".")
-	tampered := parts[0] + "." + jwtSeg(`{"sub":"admin","exp":9999999999}`) + "." + parts[2]
-	unknownAlg := jwtSeg(`{"alg":"XX9","typ":"JWT"}`) + "." + parts[1] + "." + parts[2]
-	hsCfg := AuthConfig{Secret: secret}
+	tampered := parts[0] + "." + jwtTestSegment(`{"sub":"admin","exp":9999999999}`) + "." + parts[2]
+	unknownAlg := jwtTestSegment(`{"alg":"XX9","typ":"JWT"}`) + "." + parts[1] + "." + parts[2]
+	hsCfg := AuthConfig{Secret: authTestSecret}
 	rsCfg := AuthConfig{PublicKeyPEM: k.rsaPEM}
 	ecCfg := AuthConfig{PublicKeyPEM: k.ecPEM}
 	tests := []struct {
@@ -154,21 +156,21 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "alg none", cfg: hsCfg, token: noneTok, err: ErrAlgNotAllowed},
 		{name: "alg none to RS", cfg: rsCfg, token: noneTok, err: ErrAlgNotAllowed},
 		{name: "unknown alg", cfg: hsCfg, token: unknownAlg, err: ErrAlgNotAllowed},
-		{name: "HS384 with secret", cfg: hsCfg, token: sign(t, jwt.SigningMethodHS384, secret, ok(nil)), err: ErrAlgNotAllowed},
-		{name: "HS/RS confusion", cfg: rsCfg, token: sign(t, jwt.SigningMethodHS256, k.rsaPEM, ok(nil)), err: ErrAlgNotAllowed},
-		{name: "HS/RS confusion, both keys", cfg: AuthConfig{Secret: secret, PublicKeyPEM: k.rsaPEM},
-			token: sign(t, jwt.SigningMethodHS256, k.rsaPEM, ok(nil)), err: ErrBadSignature},
-		{name: "RS to HS verifier", cfg: hsCfg, token: sign(t, jwt.SigningMethodRS256, k.rsa, ok(nil)), err: ErrAlgNotAllowed},
-		{name: "ES to RS verifier", cfg: rsCfg, token: sign(t, jwt.SigningMethodES256, k.ec, ok(nil)), err: ErrAlgNotAllowed},
-		{name: "RS to ES verifier", cfg: ecCfg, token: sign(t, jwt.SigningMethodRS256, k.rsa, ok(nil)), err: ErrAlgNotAllowed},
-		{name: "PS256 to RS verifier", cfg: rsCfg, token: sign(t, jwt.SigningMethodPS256, k.rsa, ok(nil)), err: ErrAlgNotAllowed},
-		{name: "wrong secret", cfg: hsCfg, token: sign(t, jwt.SigningMethodHS256, []byte("other"), ok(nil)), err: ErrBadSignature},
+		{name: "HS384 with authTestSecret", cfg: hsCfg, token: signTestToken(t, jwt.SigningMethodHS384, authTestSecret, ok(nil)), err: ErrAlgNotAllowed},
+		{name: "HS/RS confusion", cfg: rsCfg, token: signTestToken(t, jwt.SigningMethodHS256, k.rsaPEM, ok(nil)), err: ErrAlgNotAllowed},
+		{name: "HS/RS confusion, both keys", cfg: AuthConfig{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM},
+			token: signTestToken(t, jwt.SigningMethodHS256, k.rsaPEM, ok(nil)), err: ErrBadSignature},
+		{name: "RS to HS verifier", cfg: hsCfg, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, ok(nil)), err: ErrAlgNotAllowed},
+		{name: "ES to RS verifier", cfg: rsCfg, token: signTestToken(t, jwt.SigningMethodES256, k.ec, ok(nil)), err: ErrAlgNotAllowed},
+		{name: "RS to ES verifier", cfg: ecCfg, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, ok(nil)), err: ErrAlgNotAllowed},
+		{name: "PS256 to RS verifier", cfg: rsCfg, token: signTestToken(t, jwt.SigningMethodPS256, k.rsa, ok(nil)), err: ErrAlgNotAllowed},
+		{name: "wrong authTestSecret", cfg: hsCfg, token: signTestToken(t, jwt.SigningMethodHS256, []byte("other"), ok(nil)), err: ErrBadSignature},
 		{name: "tampered", cfg: hsCfg, token: tampered, err: ErrBadSignature},
-		{name: "other RSA key", cfg: rsCfg, token: sign(t, jwt.SigningMethodRS256, k.rsa2, ok(nil)), err: ErrBadSignature},
+		{name: "other RSA key", cfg: rsCfg, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa2, ok(nil)), err: ErrBadSignature},
 		{name: "expired", cfg: hsCfg, token: hs(jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix()}), err: ErrTokenExpired},
 		{name: "not yet", cfg: hsCfg, token: hs(jwt.MapClaims{"nbf": future}), err: ErrTokenNotYet},
 		{name: "missing exp", cfg: hsCfg, token: hs(jwt.MapClaims{"exp": nil}), err: ErrMissingExp},
-		{name: "exp string", cfg: AuthConfig{Secret: secret, AllowNoExp: true}, token: hs(jwt.MapClaims{"exp": "tomorrow"}), err: ErrBadClaims},
+		{name: "exp string", cfg: AuthConfig{Secret: authTestSecret, AllowNoExp: true}, token: hs(jwt.MapClaims{"exp": "tomorrow"}), err: ErrBadClaims},
 		{name: "missing sub", cfg: hsCfg, token: hs(jwt.MapClaims{"sub": nil}), err: ErrMissingSub},
 		{name: "empty sub", cfg: hsCfg, token: hs(jwt.MapClaims{"sub": ""}), err: ErrMissingSub},
 		{name: "sub number", cfg: hsCfg, token: hs(jwt.MapClaims{"sub": 42}), err: ErrBadClaims},
@@ -183,34 +185,34 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "admin string", cfg: hsCfg, token: hs(jwt.MapClaims{"admin": "yes"}), err: ErrBadClaims},
 	}
 	for _, tt := range tests {
-		_, err := newVerifier(t, tt.cfg).Verify([]byte(tt.token))
+		_, err := mustVerifier(t, tt.cfg).Verify([]byte(tt.token))
 		if !errors.Is(err, tt.err) {
 			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.err)
 		}
 	}
 }
 
-func jwtSeg(s string) string {
+func jwtTestSegment(s string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(s))
 }
 
-func TestVerifyExpOptions(t *testing.T) {
+func TestAuthVerifyExpOptions(t *testing.T) {
 	past := time.Now().Add(-10 * time.Second).Unix()
-	tok := []byte(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "a", "exp": past}))
-	if _, err := newVerifier(t, AuthConfig{Secret: secret, Leeway: time.Minute}).Verify(tok); err != nil {
+	tok := []byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "a", "exp": past}))
+	if _, err := mustVerifier(t, AuthConfig{Secret: authTestSecret, Leeway: time.Minute}).Verify(tok); err != nil {
 		t.Errorf("expired within leeway: %v", err)
 	}
-	noExp := []byte(sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "a"}))
-	c, err := newVerifier(t, AuthConfig{Secret: secret, AllowNoExp: true}).Verify(noExp)
+	noExp := []byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "a"}))
+	c, err := mustVerifier(t, AuthConfig{Secret: authTestSecret, AllowNoExp: true}).Verify(noExp)
 	if err != nil || !c.Exp.IsZero() {
 		t.Errorf("AllowNoExp: %v %v", c, err)
 	}
-	if _, err := newVerifier(t, AuthConfig{Secret: secret, AllowNoExp: true}).Verify(tok); !errors.Is(err, ErrTokenExpired) {
+	if _, err := mustVerifier(t, AuthConfig{Secret: authTestSecret, AllowNoExp: true}).Verify(tok); !errors.Is(err, ErrTokenExpired) {
 		t.Errorf("AllowNoExp must still reject an expired exp: %v", err)
 	}
 }
 
-func TestNewVerifierErrors(t *testing.T) {
+func TestAuthNewVerifierErrors(t *testing.T) {
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
@@ -227,13 +229,13 @@ func TestNewVerifierErrors(t *testing.T) {
 		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	}
 	for name, cfg := range map[string]AuthConfig{
-		"nothing":    {},
-		"not PEM":    {PublicKeyPEM: []byte("hello")},
-		"bad DER":    {PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})},
-		"private":    {PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})},
-		"RSA 1024":   {PublicKeyPEM: pemOf(&small.PublicKey)},
-		"EC P-384":   {PublicKeyPEM: pemOf(&p384.PublicKey)},
-		"bad secret": {Secret: []byte{}, PublicKeyPEM: []byte("x")},
+		"nothing":            {},
+		"not PEM":            {PublicKeyPEM: []byte("hello")},
+		"bad DER":            {PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})},
+		"private":            {PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})},
+		"RSA 1024":           {PublicKeyPEM: pemOf(&small.PublicKey)},
+		"EC P-384":           {PublicKeyPEM: pemOf(&p384.PublicKey)},
+		"bad authTestSecret": {Secret: []byte{}, PublicKeyPEM: []byte("x")},
 	} {
 		if _, err := NewVerifier(cfg); err == nil {
 			t.Errorf("%s: no error", name)
@@ -241,11 +243,11 @@ func TestNewVerifierErrors(t *testing.T) {
 	}
 }
 
-func TestMintHS256(t *testing.T) {
-	v := newVerifier(t, AuthConfig{Secret: secret})
+func TestTokenMintHS256(t *testing.T) {
+	v := mustVerifier(t, AuthConfig{Secret: authTestSecret})
 	in := Claims{Sub: "alice", Rooms: []string{"lobby", "chat.*"}, Pub: []string{"p.*"}, SubChannelsSet: true,
 		Tags: map[string]string{"region": "eu"}, Admin: true}
-	tok, err := MintHS256(secret, in, time.Hour)
+	tok, err := MintHS256(authTestSecret, in, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +262,7 @@ func TestMintHS256(t *testing.T) {
 	if c.MaySubscribe([]byte("anything")) {
 		t.Fatal("empty sub_channels must allow nothing")
 	}
-	noExp, err := MintHS256(secret, Claims{Sub: "bob"}, 0)
+	noExp, err := MintHS256(authTestSecret, Claims{Sub: "bob"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,16 +270,16 @@ func TestMintHS256(t *testing.T) {
 		t.Fatalf("token without exp: %v", err)
 	}
 	for name, c := range map[string]Claims{"no sub": {}, "bad sub": {Sub: "a b"}, "bad room": {Sub: "a", Rooms: []string{"a b"}}} {
-		if _, err := MintHS256(secret, c, time.Hour); err == nil {
+		if _, err := MintHS256(authTestSecret, c, time.Hour); err == nil {
 			t.Errorf("%s: minted", name)
 		}
 	}
 	if _, err := MintHS256(nil, Claims{Sub: "a"}, time.Hour); err == nil {
-		t.Error("minted without a secret")
+		t.Error("minted without a authTestSecret")
 	}
 }
 
-func TestClaimsPermissions(t *testing.T) {
+func TestAuthClaimsPermissions(t *testing.T) {
 	all := &Claims{Sub: "a"}
 	limited := &Claims{Sub: "a", Rooms: []string{"lobby", "chat.*"}, RoomsSet: true, Pub: []string{"prices.**", "news"},
 		SubChannels: []string{"prices.*"}, SubChannelsSet: true}
@@ -314,9 +316,9 @@ func TestClaimsPermissions(t *testing.T) {
 	}
 }
 
-func BenchmarkVerifyHS256(b *testing.B) {
-	v := newVerifier(b, AuthConfig{Secret: secret})
-	tok := []byte(sign(b, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
+func BenchmarkAuthVerifyHS256(b *testing.B) {
+	v := mustVerifier(b, AuthConfig{Secret: authTestSecret})
+	tok := []byte(signTestToken(b, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
 		"rooms": []string{"lobby", "chat.*"}}))
 	b.ReportAllocs()
 	for b.Loop() {

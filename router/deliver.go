@@ -166,7 +166,11 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 		cl.releaseHeld()
 		c.Close(engine.CloseSlowConsumer, "slow consumer")
 		return
-	case m.priority != PriorityHigh && backedUp:
+	}
+	if q := queued + size; q > s.stats.MaxQueued {
+		s.stats.MaxQueued = q
+	}
+	if m.priority != PriorityHigh && backedUp {
 		f.Retain()
 		cl.held = append(cl.held, f)
 		cl.heldBytes += size

@@ -6,23 +6,23 @@
 //
 // # Who owns what
 //
-//	engine loop i ──owns──▶ shard i: room/user/channel -> local members (slices),
-//	                                 authenticated clients, decode/encode scratch
-//	                        client (per connection, engine.Conn.App): claims,
-//	                                 memberships, token buckets, held frames
-//	any goroutine ─────────▶ registry: address -> {loop mask (atomic), counts,
-//	                                 presence users} under that address's mutex
-//	backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.Post only
+//		engine loop i ──owns──▶ shard i: room/user/channel -> local members (slices),
+//		                                 authenticated clients, decode/encode scratch
+//		                        client (per connection, engine.Conn.App): claims,
+//		                                 memberships, token buckets, held frames
+//		any goroutine ─────────▶ registry: address -> {loop mask (atomic), counts,
+//		                                 presence users} under that address's mutex
+//		backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.Post only
 //
-//   - A shard and the clients on it are touched only by their event loop:
-//     Handler callbacks and the deliverTask posted to that loop.
-//   - The registry is the only cross-loop state. The delivery path only
-//     loads an address's loop mask (lock-free); join, leave, auth and close
-//     update counts under that one address's mutex. There is no global mutex.
-//   - A message is stamped and encoded once per codec in use (outMsg.frameFor,
-//     guarded by sync.Once because several loops may want it at once), and
-//     handed to each other loop with members by exactly one Post; the
-//     sender's loop fans out synchronously. Receivers share the frame bytes.
+//	  - A shard and the clients on it are touched only by their event loop:
+//	    Handler callbacks and the deliverTask posted to that loop.
+//	  - The registry is the only cross-loop state. The delivery path only
+//	    loads an address's loop mask (lock-free); join, leave, auth and close
+//	    update counts under that one address's mutex. There is no global mutex.
+//	  - A message is stamped and encoded once per codec in use (outMsg.frameFor,
+//	    guarded by sync.Once because several loops may want it at once), and
+//	    handed to each other loop with members by exactly one Post; the
+//	    sender's loop fans out synchronously. Receivers share the frame bytes.
 //
 // # Flow control
 //

@@ -32,7 +32,7 @@ var (
 	errBadFilterRaw = badRequest("filter must be an object")
 )
 
-// fieldTypeErr holds "<field> must be a string" errors.
+// Wrong-type errors for string fields, shared and read-only.
 var (
 	errTypeNotStr     = badRequest("type must be a string")
 	errIDNotStr       = badRequest("id must be a string")
@@ -225,11 +225,7 @@ func (e *Envelope) jsonStringOrNull(p []byte, i int, typeErr error) ([]byte, int
 	}
 	switch p[i] {
 	case '"':
-		s, next, err := e.jsonString(p, i)
-		if err == nil && s == nil {
-			s = p[i+1 : i+1 : i+1] // empty but present
-		}
-		return s, next, err
+		return e.jsonString(p, i) // never nil: an empty string is present
 	case 'n':
 		end, err := skipJSONLiteral(p, i, "null")
 		return nil, end, err

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-func assertEnvelope(t *testing.T, got, want *Envelope) {
+func assertEnvelopeEqual(t *testing.T, got, want *Envelope) {
 	t.Helper()
 	type field struct {
 		name      string
@@ -105,7 +105,7 @@ func TestDecodeJSON(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.err)
 			}
 			if err == nil || err == ErrMissingType {
-				assertEnvelope(t, &e, &tt.want)
+				assertEnvelopeEqual(t, &e, &tt.want)
 			}
 			if err != nil {
 				var pe *ProtocolError

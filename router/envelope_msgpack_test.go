@@ -10,23 +10,23 @@ import (
 	"testing"
 )
 
-// kv is an ordered map entry for mpEncode, so tests control key order and
+// mpKV is an ordered map entry for mpTestEncode, so tests control key order and
 // can write duplicate or non-string keys.
-type kv struct {
+type mpKV struct {
 	k any
 	v any
 }
 
-// mpExtVal encodes as an ext value in tests.
-type mpExtVal struct {
+// mpTestExt encodes as an ext value in tests.
+type mpTestExt struct {
 	typ  int8
 	data []byte
 }
 
-// mpEncode is an independent, reflection-light MessagePack encoder for tests.
-func mpEncode(v any) []byte { return mpEnc(nil, v) }
+// mpTestEncode is an independent, reflection-light MessagePack encoder for tests.
+func mpTestEncode(v any) []byte { return mpTestEnc(nil, v) }
 
-func mpEnc(b []byte, v any) []byte {
+func mpTestEnc(b []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
 		return append(b, 0xc0)
@@ -57,10 +57,10 @@ func mpEnc(b []byte, v any) []byte {
 			b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
 		}
 		return append(b, x...)
-	case mpExtVal:
+	case mpTestExt:
 		switch len(x.data) {
 		case 1, 2, 4, 8, 16:
-			b = append(b, 0xd4+byte(bitsLen(len(x.data))))
+			b = append(b, 0xd4+byte(mpTestLog2(len(x.data))))
 		default:
 			b = append(b, 0xc7, byte(len(x.data)))
 		}
@@ -68,13 +68,13 @@ func mpEnc(b []byte, v any) []byte {
 	case []any:
 		b = mpAppendArrayHeader(b, len(x))
 		for _, e := range x {
-			b = mpEnc(b, e)
+			b = mpTestEnc(b, e)
 		}
 		return b
-	case []kv:
+	case []mpKV:
 		b = mpAppendMapHeader(b, len(x))
 		for _, e := range x {
-			b = mpEnc(mpEnc(b, e.k), e.v)
+			b = mpTestEnc(mpTestEnc(b, e.k), e.v)
 		}
 		return b
 	case map[string]any:
@@ -85,14 +85,14 @@ func mpEnc(b []byte, v any) []byte {
 		sort.Strings(keys)
 		b = mpAppendMapHeader(b, len(x))
 		for _, k := range keys {
-			b = mpEnc(mpAppendStr(b, k), x[k])
+			b = mpTestEnc(mpAppendStr(b, k), x[k])
 		}
 		return b
 	}
-	panic(fmt.Sprintf("mpEncode: unsupported %T", v))
+	panic(fmt.Sprintf("mpTestEncode: unsupported %T", v))
 }
 
-func bitsLen(n int) int {
+func mpTestLog2(n int) int {
 	i := 0
 	for n > 1 {
 		n >>= 1
@@ -101,20 +101,20 @@ func bitsLen(n int) int {
 	return i
 }
 
-var errTestMP = errors.New("test msgpack decode error")
+var errMPTest = errors.New("test msgpack decode error")
 
-// mpDecodeAny decodes one value into the shapes encoding/json produces for
+// mpTestDecode decodes one value into the shapes encoding/json produces for
 // `any` (numbers stay int64/uint64/float64; normalize before comparing).
 // Written from the spec independently of mpHead.
-func mpDecodeAny(b []byte) (any, []byte, error) {
+func mpTestDecode(b []byte) (any, []byte, error) {
 	if len(b) == 0 {
-		return nil, nil, errTestMP
+		return nil, nil, errMPTest
 	}
 	c := b[0]
 	b = b[1:]
 	need := func(n int) ([]byte, error) {
 		if len(b) < n {
-			return nil, errTestMP
+			return nil, errMPTest
 		}
 		r := b[:n]
 		b = b[n:]
@@ -137,15 +137,15 @@ func mpDecodeAny(b []byte) (any, []byte, error) {
 		if isMap {
 			m := map[string]any{}
 			for range n {
-				k, rest, err := mpDecodeAny(b)
+				k, rest, err := mpTestDecode(b)
 				if err != nil {
 					return nil, nil, err
 				}
 				ks, ok := k.(string)
 				if !ok {
-					return nil, nil, errTestMP
+					return nil, nil, errMPTest
 				}
-				v, rest, err := mpDecodeAny(rest)
+				v, rest, err := mpTestDecode(rest)
 				if err != nil {
 					return nil, nil, err
 				}
@@ -155,7 +155,7 @@ func mpDecodeAny(b []byte) (any, []byte, error) {
 		}
 		a := []any{}
 		for range n {
-			v, rest, err := mpDecodeAny(b)
+			v, rest, err := mpTestDecode(b)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -239,12 +239,12 @@ func mpDecodeAny(b []byte) (any, []byte, error) {
 		}
 		return seq(n, c >= 0xde)
 	}
-	return nil, nil, errTestMP // ext and 0xc1 are not needed by tests
+	return nil, nil, errMPTest // ext and 0xc1 are not needed by tests
 }
 
 func TestMsgpackTestHelpers(t *testing.T) {
 	v := map[string]any{"a": []any{int64(1), int64(-200), "x", nil, true}, "b": 1.5}
-	got, rest, err := mpDecodeAny(mpEncode(v))
+	got, rest, err := mpTestDecode(mpTestEncode(v))
 	if err != nil || len(rest) != 0 || fmt.Sprint(got) != fmt.Sprint(v) {
 		t.Fatalf("helpers disagree: %v %v %v", got, rest, err)
 	}
@@ -254,46 +254,46 @@ func TestDecodeMsgpack(t *testing.T) {
 	data := map[string]any{"text": "hi", "n": []any{1, 2.5, nil, false, []byte{1, 2}}}
 	tests := []struct {
 		name string
-		in   []kv
+		in   []mpKV
 		want Envelope
 		err  error
 	}{
-		{name: "message", in: []kv{{"type", "message"}, {"room", "lobby"}, {"data", data}, {"id", "c1"}},
-			want: Envelope{Type: TypeMessage, Room: []byte("lobby"), Data: mpEncode(data), ID: []byte("c1")}},
-		{name: "all fields", in: []kv{{"type", "publish"}, {"channel", "prices.btc"}, {"data", 1}, {"priority", "high"},
-			{"filter", map[string]any{"region": "eu"}}, {"token", "t"}, {"to", "bob"}, {"since", uint64(1 << 40)}, {"extra", []any{map[string]any{"x": mpExtVal{typ: 1, data: []byte{1, 2, 3, 4}}}}}},
+		{name: "message", in: []mpKV{{"type", "message"}, {"room", "lobby"}, {"data", data}, {"id", "c1"}},
+			want: Envelope{Type: TypeMessage, Room: []byte("lobby"), Data: mpTestEncode(data), ID: []byte("c1")}},
+		{name: "all fields", in: []mpKV{{"type", "publish"}, {"channel", "prices.btc"}, {"data", 1}, {"priority", "high"},
+			{"filter", map[string]any{"region": "eu"}}, {"token", "t"}, {"to", "bob"}, {"since", uint64(1 << 40)}, {"extra", []any{map[string]any{"x": mpTestExt{typ: 1, data: []byte{1, 2, 3, 4}}}}}},
 			want: Envelope{Type: TypePublish, Channel: []byte("prices.btc"), Data: []byte{1}, Priority: PriorityHigh,
-				Filter: mpEncode(map[string]any{"region": "eu"}), Token: []byte("t"), To: []byte("bob"), Since: 1 << 40, HasSince: true}},
-		{name: "nil is absent", in: []kv{{"type", "ping"}, {"room", nil}, {"since", nil}, {"priority", nil}, {"filter", nil}, {"data", nil}},
+				Filter: mpTestEncode(map[string]any{"region": "eu"}), Token: []byte("t"), To: []byte("bob"), Since: 1 << 40, HasSince: true}},
+		{name: "nil is absent", in: []mpKV{{"type", "ping"}, {"room", nil}, {"since", nil}, {"priority", nil}, {"filter", nil}, {"data", nil}},
 			want: Envelope{Type: TypePing, Data: []byte{0xc0}}},
-		{name: "last wins", in: []kv{{"type", "join"}, {"room", "a"}, {"room", "b"}}, want: Envelope{Type: TypeJoin, Room: []byte("b")}},
-		{name: "since max", in: []kv{{"type", "resume"}, {"since", uint64(math.MaxUint64)}}, want: Envelope{Type: TypeResume, Since: math.MaxUint64, HasSince: true}},
-		{name: "missing type", in: []kv{{"room", "a"}}, want: Envelope{Room: []byte("a")}, err: ErrMissingType},
-		{name: "unknown type", in: []kv{{"type", "nope"}}, err: errUnknownType},
-		{name: "room int", in: []kv{{"type", "join"}, {"room", 5}}, err: errRoomNotStr},
-		{name: "room bin", in: []kv{{"type", "join"}, {"room", []byte("x")}}, err: errRoomNotStr},
-		{name: "int key", in: []kv{{1, "join"}}, err: errMPKey},
-		{name: "since negative", in: []kv{{"type", "resume"}, {"since", -1}}, err: errBadSince},
-		{name: "since float", in: []kv{{"type", "resume"}, {"since", 1.0}}, err: errBadSince},
-		{name: "bad priority", in: []kv{{"type", "message"}, {"priority", "urgent"}}, err: errBadPriority},
-		{name: "filter array", in: []kv{{"type", "publish"}, {"filter", []any{}}}, err: errBadFilterRaw},
+		{name: "last wins", in: []mpKV{{"type", "join"}, {"room", "a"}, {"room", "b"}}, want: Envelope{Type: TypeJoin, Room: []byte("b")}},
+		{name: "since max", in: []mpKV{{"type", "resume"}, {"since", uint64(math.MaxUint64)}}, want: Envelope{Type: TypeResume, Since: math.MaxUint64, HasSince: true}},
+		{name: "missing type", in: []mpKV{{"room", "a"}}, want: Envelope{Room: []byte("a")}, err: ErrMissingType},
+		{name: "unknown type", in: []mpKV{{"type", "nope"}}, err: errUnknownType},
+		{name: "room int", in: []mpKV{{"type", "join"}, {"room", 5}}, err: errRoomNotStr},
+		{name: "room bin", in: []mpKV{{"type", "join"}, {"room", []byte("x")}}, err: errRoomNotStr},
+		{name: "int key", in: []mpKV{{1, "join"}}, err: errMPKey},
+		{name: "since negative", in: []mpKV{{"type", "resume"}, {"since", -1}}, err: errBadSince},
+		{name: "since float", in: []mpKV{{"type", "resume"}, {"since", 1.0}}, err: errBadSince},
+		{name: "bad priority", in: []mpKV{{"type", "message"}, {"priority", "urgent"}}, err: errBadPriority},
+		{name: "filter array", in: []mpKV{{"type", "publish"}, {"filter", []any{}}}, err: errBadFilterRaw},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var e Envelope
-			err := DecodeMsgpack(mpEncode(tt.in), &e)
+			err := DecodeMsgpack(mpTestEncode(tt.in), &e)
 			if err != tt.err {
 				t.Fatalf("err = %v, want %v", err, tt.err)
 			}
 			if err == nil || err == ErrMissingType {
-				assertEnvelope(t, &e, &tt.want)
+				assertEnvelopeEqual(t, &e, &tt.want)
 			}
 		})
 	}
 }
 
 func TestDecodeMsgpackMalformed(t *testing.T) {
-	valid := mpEncode([]kv{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"a": []any{"x", 1.5, []byte{9}}}}})
+	valid := mpTestEncode([]mpKV{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"a": []any{"x", 1.5, []byte{9}}}}})
 	for n := 0; n < len(valid); n++ {
 		var e Envelope
 		if err := DecodeMsgpack(valid[:n], &e); err == nil {
@@ -305,8 +305,8 @@ func TestDecodeMsgpackMalformed(t *testing.T) {
 		in   []byte
 		err  error
 	}{
-		{name: "not a map", in: mpEncode([]any{}), err: errMPNotMap},
-		{name: "trailing", in: append(mpEncode([]kv{{"type", "ping"}}), 0xc0), err: errMPTrailing},
+		{name: "not a map", in: mpTestEncode([]any{}), err: errMPNotMap},
+		{name: "trailing", in: append(mpTestEncode([]mpKV{{"type", "ping"}}), 0xc0), err: errMPTrailing},
 		{name: "0xc1", in: []byte{0x81, 0xa4, 'd', 'a', 't', 'a', 0xc1}, err: errMPSyntax},
 		{name: "map32 forged", in: []byte{0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'x', 0xc0}, err: errMPEOF},
 		{name: "str32 forged", in: []byte{0x81, 0xa4, 'd', 'a', 't', 'a', 0xdb, 0xff, 0xff, 0xff, 0xff, 'x'}, err: errMPEOF},
@@ -329,16 +329,16 @@ func TestMsgpackSkipAllFormats(t *testing.T) {
 		-200, -40000, -(1 << 20), int64(-1) << 40, float32(1.5), 2.5,
 		"", "short", string(long[:40]), string(long[:300]), string(long),
 		[]byte{}, []byte("bin"), long[:300], long,
-		mpExtVal{typ: 1, data: []byte{1}}, mpExtVal{typ: 2, data: make([]byte, 16)}, mpExtVal{typ: 3, data: []byte{1, 2, 3}},
+		mpTestExt{typ: 1, data: []byte{1}}, mpTestExt{typ: 2, data: make([]byte, 16)}, mpTestExt{typ: 3, data: []byte{1, 2, 3}},
 		make([]any, 20), []any{[]any{[]any{}}}, map[string]any{"k": map[string]any{}},
 	}
-	big := make([]kv, 70000)
+	big := make([]mpKV, 70000)
 	for i := range big {
-		big[i] = kv{k: fmt.Sprint(i), v: i}
+		big[i] = mpKV{k: fmt.Sprint(i), v: i}
 	}
 	values = append(values, big, []any(make([]any, 70000)))
 	for i, v := range values {
-		raw := mpEncode(v)
+		raw := mpTestEncode(v)
 		var e Envelope
 		msg := mpAppendStr(mpAppendStr([]byte{0x83}, "type"), "message")
 		msg = append(mpAppendStr(msg, "data"), raw...)
@@ -353,7 +353,7 @@ func TestMsgpackSkipAllFormats(t *testing.T) {
 }
 
 func TestDecodeMsgpackAllocs(t *testing.T) {
-	msg := mpEncode([]kv{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"text": "hi"}}, {"id", "c1"}})
+	msg := mpTestEncode([]mpKV{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"text": "hi"}}, {"id", "c1"}})
 	var e Envelope
 	allocs := testing.AllocsPerRun(100, func() {
 		if err := DecodeMsgpack(msg, &e); err != nil {
@@ -366,7 +366,7 @@ func TestDecodeMsgpackAllocs(t *testing.T) {
 }
 
 func FuzzDecodeMsgpack(f *testing.F) {
-	f.Add(mpEncode([]kv{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"text": "hi"}}}))
+	f.Add(mpTestEncode([]mpKV{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"text": "hi"}}}))
 	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var e Envelope
@@ -387,7 +387,7 @@ func FuzzDecodeMsgpack(f *testing.F) {
 }
 
 func BenchmarkDecodeMsgpack(b *testing.B) {
-	msg := mpEncode([]kv{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"text": "hi"}}, {"id", "c1"}})
+	msg := mpTestEncode([]mpKV{{"type", "message"}, {"room", "lobby"}, {"data", map[string]any{"text": "hi"}}, {"id", "c1"}})
 	var e Envelope
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg)))

@@ -58,7 +58,7 @@ func TestEnvelopeValidate(t *testing.T) {
 	}
 }
 
-func TestNamesOfTypes(t *testing.T) {
+func TestEnvelopeNamesOfTypes(t *testing.T) {
 	for typ := TypeAuth; typ <= TypeResume; typ++ {
 		if lookupType([]byte(typ.String())) != typ {
 			t.Errorf("type %d (%q) does not round-trip", typ, typ.String())
@@ -81,7 +81,7 @@ func TestNamesOfTypes(t *testing.T) {
 
 // normalize makes decoded JSON and msgpack values comparable: every number
 // becomes float64 and bin becomes a string.
-func normalize(v any) any {
+func normalizeNum(v any) any {
 	switch x := v.(type) {
 	case int64:
 		return float64(x)
@@ -92,13 +92,13 @@ func normalize(v any) any {
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = normalize(e)
+			out[i] = normalizeNum(e)
 		}
 		return out
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = normalize(e)
+			out[k] = normalizeNum(e)
 		}
 		return out
 	}
@@ -106,26 +106,26 @@ func normalize(v any) any {
 }
 
 // decodeAs decodes an encoded reply of either codec into normalized values.
-func decodeAs(t *testing.T, c Codec, b []byte) map[string]any {
+func decodeReply(t *testing.T, c Codec, b []byte) map[string]any {
 	t.Helper()
 	var v any
 	if c == CodecMsgpack {
 		var rest []byte
 		var err error
-		if v, rest, err = mpDecodeAny(b); err != nil || len(rest) != 0 {
+		if v, rest, err = mpTestDecode(b); err != nil || len(rest) != 0 {
 			t.Fatalf("bad msgpack %x: %v", b, err)
 		}
 	} else if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatalf("bad JSON %s: %v", b, err)
 	}
-	m, ok := normalize(v).(map[string]any)
+	m, ok := normalizeNum(v).(map[string]any)
 	if !ok {
 		t.Fatalf("reply is not an object: %v", v)
 	}
 	return m
 }
 
-func TestCodecReplies(t *testing.T) {
+func TestEnvelopeCodecReplies(t *testing.T) {
 	type obj = map[string]any
 	id := []byte("c-1")
 	tests := []struct {
@@ -173,7 +173,7 @@ func TestCodecReplies(t *testing.T) {
 			if !bytes.HasPrefix(out, []byte("prefix")) {
 				t.Fatalf("%s/%v: dst not appended to", tt.name, c)
 			}
-			if got := decodeAs(t, c, out[len("prefix"):]); !reflect.DeepEqual(got, tt.want) {
+			if got := decodeReply(t, c, out[len("prefix"):]); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("%s/%v: got %v, want %v", tt.name, c, got, tt.want)
 			}
 			buf := make([]byte, 0, 256)
@@ -184,7 +184,7 @@ func TestCodecReplies(t *testing.T) {
 	}
 }
 
-func TestAppendDelivery(t *testing.T) {
+func TestEnvelopeAppendDelivery(t *testing.T) {
 	d := Delivery{Target: TargetRoom, Name: []byte("lobby"), From: []byte("alice"), Data: []byte(`{"text":"hi"}`),
 		ID: []byte("gw-a-1"), Seq: 7, HasSeq: true, TS: 1733040000000}
 	got := string(AppendDeliveryJSON(nil, &d))
@@ -196,19 +196,19 @@ func TestAppendDelivery(t *testing.T) {
 	if got := string(AppendDeliveryJSON(nil, &d2)); got != `{"type":"message","to":"bob","data":null,"ts":5}` {
 		t.Fatalf("minimal delivery: %s", got)
 	}
-	d3 := Delivery{Target: TargetChannel, Name: []byte("c"), Data: mpEncode(map[string]any{"text": "hi"}), ID: []byte("x"), TS: -1}
-	m := decodeAs(t, CodecMsgpack, AppendDeliveryMsgpack(nil, &d3))
+	d3 := Delivery{Target: TargetChannel, Name: []byte("c"), Data: mpTestEncode(map[string]any{"text": "hi"}), ID: []byte("x"), TS: -1}
+	m := decodeReply(t, CodecMsgpack, AppendDeliveryMsgpack(nil, &d3))
 	wantM := map[string]any{"type": "message", "channel": "c", "data": map[string]any{"text": "hi"}, "id": "x", "ts": float64(-1)}
 	if !reflect.DeepEqual(m, wantM) {
 		t.Fatalf("msgpack delivery: %v", m)
 	}
-	md := decodeAs(t, CodecMsgpack, AppendDeliveryMsgpack(nil, &Delivery{Name: []byte("r"), Seq: 1 << 40, HasSeq: true}))
+	md := decodeReply(t, CodecMsgpack, AppendDeliveryMsgpack(nil, &Delivery{Name: []byte("r"), Seq: 1 << 40, HasSeq: true}))
 	if md["seq"] != float64(1<<40) || md["data"] != nil || md["room"] != "r" {
 		t.Fatalf("msgpack delivery: %v", md)
 	}
 }
 
-func TestAppendJSONString(t *testing.T) {
+func TestEnvelopeAppendJSONString(t *testing.T) {
 	inputs := []string{"", "plain", "quote\" back\\ slash/", "ctl \x00\x01\x1f\x7f \b\f\n\r\t", "<tag>&amp;",
 		"\u00e9\u20ac\U0001F600", "line\u2028sep\u2029", "bad \xff\xfe utf8 \xc3", "\xed\xa0\x80 surrogate"}
 	for _, s := range inputs {
@@ -246,7 +246,7 @@ func BenchmarkAppendDeliveryJSON(b *testing.B) {
 }
 
 func BenchmarkAppendDeliveryMsgpack(b *testing.B) {
-	d := Delivery{Target: TargetRoom, Name: []byte("lobby"), From: []byte("alice"), Data: mpEncode(map[string]any{"text": "hi"}),
+	d := Delivery{Target: TargetRoom, Name: []byte("lobby"), From: []byte("alice"), Data: mpTestEncode(map[string]any{"text": "hi"}),
 		ID: []byte("gw-a-0000000001"), Seq: 7, HasSeq: true, TS: 1733040000000}
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
@@ -256,7 +256,7 @@ func BenchmarkAppendDeliveryMsgpack(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
-func ExampleCodec_AppendError() {
+func ExampleCodec_AppendError_asJSON() {
 	fmt.Println(string(CodecJSON.AppendError(nil, CodeNotJoined, "join the room first", []byte("c7"))))
 	// Output: {"type":"error","code":"not_joined","message":"join the room first","id":"c7"}
 }

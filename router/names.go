@@ -1,5 +1,7 @@
 package router
 
+import "strings"
+
 // This file holds the naming rules of PROTOCOL.md section 5, the glob patterns
 // used by the rooms/pub/sub_channels token claims, and conditional-routing
 // filters (section 3, `filter` on publish). All of it is pure functions and
@@ -66,15 +68,14 @@ const (
 // O(len(pattern) x len(name)) without backtracking blow-ups and without
 // allocating for patterns up to 128 bytes.
 func MatchPattern(pattern, name string) bool {
-	hasStar := false
-	for i := 0; i < len(pattern); i++ {
-		if pattern[i] == '*' {
-			hasStar = true
-			break
-		}
-	}
-	if !hasStar {
+	star := strings.IndexByte(pattern, '*')
+	switch {
+	case star < 0:
 		return pattern == name
+	case star == len(pattern)-1: // "prefix*", the common case
+		return strings.HasPrefix(name, pattern[:star]) && strings.IndexByte(name[star:], '.') < 0
+	case star == len(pattern)-2 && pattern[star+1] == '*': // "prefix**"
+		return strings.HasPrefix(name, pattern[:star])
 	}
 	var elemBuf [MaxNameLen + 1]int16
 	elems := elemBuf[:0]

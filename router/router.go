@@ -490,9 +490,13 @@ func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now ti
 	}
 	if bp := r.opts.Backplane; bp != nil {
 		if err := r.toBackplane(bp, m, e.Filter, cl.codec); err != nil {
-			s.stats.BackplaneErrors++
 			m.release()
-			r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "backplane unavailable"}, e.ID)
+			var pe *ProtocolError
+			if !errors.As(err, &pe) {
+				s.stats.BackplaneErrors++
+				pe = &ProtocolError{Code: CodeUnavailable, Message: "backplane unavailable"}
+			}
+			r.replyError(cl, pe, e.ID)
 			return false
 		}
 	}
@@ -502,14 +506,16 @@ func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now ti
 
 // toBackplane publishes m for the other instances, in JSON.
 func (r *Router) toBackplane(bp Backplane, m *outMsg, filter []byte, codec Codec) error {
-	rm := &Remote{Kind: m.kind, Name: string(m.name), From: string(m.from), ID: string(m.id), TS: m.ts, Priority: m.priority, Origin: r.opts.InstanceID}
-	var err error
-	if rm.Data, err = Transcode(nil, m.data, codec, CodecJSON); err != nil {
-		return err
-	}
-	if len(filter) > 0 {
-		if rm.Filter, err = Transcode(nil, filter, codec, CodecJSON); err != nil {
-			return err
+	rm := &Remote{Kind: m.kind, Name: string(m.name), From: string(m.from), ID: string(m.id), TS: m.ts, Priority: m.priority, Origin: r.opts.InstanceID, Data: m.data, Filter: filter}
+	if codec != CodecJSON {
+		var err error
+		if rm.Data, err = Transcode(nil, m.data, codec, CodecJSON); err != nil {
+			return &ProtocolError{Code: CodeBadRequest, Message: "data has no JSON form: " + err.Error()}
+		}
+		if len(filter) > 0 {
+			if rm.Filter, err = Transcode(nil, filter, codec, CodecJSON); err != nil {
+				return &ProtocolError{Code: CodeBadRequest, Message: "filter has no JSON form: " + err.Error()}
+			}
 		}
 	}
 	return bp.Publish(rm)

@@ -1,6 +1,9 @@
 package router
 
 import (
+	"context"
+	"fmt"
+
 	"github.com/wsgate/wsgate/engine"
 )
 
@@ -37,6 +40,62 @@ type ShardStats struct {
 	AuthFailures    uint64
 	BackplaneErrors uint64
 	SlowConsumers   uint64
+	// MaxQueued is the largest outbound queue (engine-queued plus held
+	// bytes, including the message itself) that any accepted delivery on
+	// this loop produced; flow control keeps it at or below MaxQueueBytes.
+	MaxQueued int
+}
+
+// Add folds o into s (MaxQueued takes the maximum).
+func (s *ShardStats) Add(o *ShardStats) {
+	s.MessagesRouted += o.MessagesRouted
+	s.Deliveries += o.Deliveries
+	s.DroppedLow += o.DroppedLow
+	s.Held += o.Held
+	s.GapsSent += o.GapsSent
+	s.RateLimited += o.RateLimited
+	s.RateKicks += o.RateKicks
+	s.AuthFailures += o.AuthFailures
+	s.BackplaneErrors += o.BackplaneErrors
+	s.SlowConsumers += o.SlowConsumers
+	s.MaxQueued = max(s.MaxQueued, o.MaxQueued)
+}
+
+// Stats returns each running loop's routing counters, copied on the loop
+// itself (like engine.Engine.Stats), so readers never race with it. A loop
+// that never had a connection reports zeros.
+func (r *Router) Stats(ctx context.Context) ([]ShardStats, error) {
+	type snap struct {
+		stats ShardStats
+		done  chan struct{}
+	}
+	out := make([]ShardStats, len(r.shards))
+	snaps := make([]*snap, len(r.shards))
+	for i, s := range r.shards {
+		sn := &snap{done: make(chan struct{})}
+		if !s.loop.Post(engine.Task{Fn: func(l *engine.Loop, arg any) {
+			a := arg.(*snap)
+			if sh, ok := l.Data().(*shard); ok {
+				a.stats = sh.stats
+			}
+			close(a.done)
+		}, Arg: sn}) {
+			continue
+		}
+		snaps[i] = sn
+	}
+	for i, sn := range snaps {
+		if sn == nil {
+			continue
+		}
+		select {
+		case <-sn.done:
+			out[i] = sn.stats
+		case <-ctx.Done():
+			return nil, fmt.Errorf("router: stats of loop %d: %w", i, ctx.Err())
+		}
+	}
+	return out, nil
 }
 
 func newShard(l *engine.Loop, r *Router) *shard {

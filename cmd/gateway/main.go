@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,10 @@ func run(args []string, stderr *os.File) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	debug.SetGCPercent(o.GOGC)
+	if o.MemoryLimit > 0 {
+		debug.SetMemoryLimit(o.MemoryLimit)
+	}
 
 	var h engine.Handler
 	var rt *router.Router

@@ -29,6 +29,9 @@ type options struct {
 	jwtSecret      string
 	jwtPublicKey   string
 
+	GOGC        int
+	MemoryLimit int64
+
 	APIKey      string
 	NATSURL     string
 	NATSListen  string
@@ -80,6 +83,10 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&r.RateKickAfter, "rate-kick-after", 20, "close with 1008 after this many rate-limited messages in a row (0 = never)")
 	fs.IntVar(&r.MaxSubscriptions, "max-subscriptions", 256, "rooms plus channels one connection may join")
 
+	fs.IntVar(&o.GOGC, "gogc", 100, "Go GC target percentage (lower trades CPU for less memory per idle connection; see docs/operations.md)")
+	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "soft Go memory limit in bytes (0 = none); the GC works harder near it")
+	fs.IntVar(&o.GOGC, "gogc", 100, "Go GC target percentage (lower trades CPU for less memory per idle connection; see docs/operations.md)")
+	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "soft Go memory limit in bytes (0 = none); the GC works harder near it")
 	fs.StringVar(&o.APIKey, "api-key", "", "bearer key for POST /api/publish on the admin port (default: $WSGATE_API_KEY; empty disables the API)")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "external NATS server(s), comma-separated; empty runs an embedded NATS server")
 	fs.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server, for services ('-' = in-process only)")
@@ -138,6 +145,12 @@ func (o *options) finish() error {
 	routerMode := !o.Echo && !o.Broadcast
 	if routerMode && !o.Dev && o.jwtSecret == "" && o.jwtPublicKey == "" {
 		errs = append(errs, errors.New("no way to verify tokens: set -jwt-secret (or $WSGATE_JWT_SECRET) or -jwt-public-key, or use -dev"))
+	}
+	if o.GOGC < 1 {
+		errs = append(errs, fmt.Errorf("gogc %d: must be at least 1", o.GOGC))
+	}
+	if o.MemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("memory-limit %d: must not be negative", o.MemoryLimit))
 	}
 	if o.APIKey == "" {
 		o.APIKey = os.Getenv("WSGATE_API_KEY")
