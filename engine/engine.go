@@ -119,6 +119,8 @@ func (e *Engine) Start() error {
 			gnet.WithSocketSendBuffer(e.opts.SocketSendBuffer),
 			gnet.WithSocketRecvBuffer(e.opts.SocketRecvBuffer),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true), // a restarted gateway rebinds at once despite TIME_WAIT
+
 			gnet.WithLogger(quietLogger{}),
 			gnet.WithLogLevel(logging.ErrorLevel),
 		)

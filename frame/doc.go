@@ -63,4 +63,29 @@
 // keeps their 32 KiB window. Clients that limit server_max_window_bits get
 // Huffman-only output (see HuffmanOnly) because compress/flate cannot
 // shrink its window.
+//
+// # API summary (for the engine)
+//
+//	Limits{MaxMessageSize int}                    shared, immutable
+//	(*Decoder).Init(*Limits)                      per connection, on its loop
+//	(*Decoder).EnableDeflate(wsflate.Parameters)  after negotiation, before Next
+//	(*Decoder).Next(p) (n, Message, error)        error is a *CloseError
+//	(*Decoder).InMessage() bool                   not at a message boundary
+//	(*Decoder).Release()                          on close; Init to reuse
+//	AppendFrame / AppendClose / HeaderSize        plain server frames
+//	AppendDeflated / AppendDeflatedHuffman        compressed one-off replies
+//	NewShared -> Retain/Release/Bytes/Deflated/DeflatedHuffman   broadcast
+//	DeflateNegotiator.Negotiate / Accepted        ws.Upgrader.Negotiate hook
+//	HuffmanOnly(params)                           which compressed variant
+//	UTF8 / ValidUTF8                              incremental / whole text
+//
+// Choices worth knowing:
+//   - Corrupt compressed data closes with 1007 (the payload is not the
+//     compressed message it claims to be).
+//   - Close codes accepted from clients: 1000-1003, 1007-1014, 3000-4999
+//     (gorilla/websocket also rejects 1014; RFC/IANA list it as usable).
+//   - A compressed frame with an empty payload is accepted as an empty
+//     message (strictly it should be 0x00), as browsers and most servers do.
+//   - AppendClose with ws.StatusNoStatusRcvd (or 0) sends an empty close
+//     payload; the engine must not send 1006 or 1015 itself.
 package frame

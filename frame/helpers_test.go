@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -179,11 +180,23 @@ type clientDeflater struct {
 	takeover bool
 }
 
+// clientDeflaters are pooled: a flate.Writer is ~1 MB of state, which
+// would dominate the fuzzer's time.
+var clientDeflaters sync.Pool
+
 func newClientDeflater(takeover bool) *clientDeflater {
-	c := &clientDeflater{takeover: takeover}
-	c.fw, _ = flate.NewWriter(&c.buf, flate.BestCompression)
+	c, _ := clientDeflaters.Get().(*clientDeflater)
+	if c == nil {
+		c = new(clientDeflater)
+		c.fw, _ = flate.NewWriter(&c.buf, flate.BestCompression)
+	}
+	c.takeover = takeover
+	c.buf.Reset()
+	c.fw.Reset(&c.buf)
 	return c
 }
+
+func (c *clientDeflater) release() { clientDeflaters.Put(c) }
 
 func (c *clientDeflater) compress(p []byte) []byte {
 	c.buf.Reset()

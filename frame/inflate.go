@@ -109,6 +109,13 @@ func (d *Decoder) inflateMessage(op ws.OpCode, src []byte) (Message, error) {
 // MaxMessageSize+1 bytes (so a decompression bomb costs at most the limit),
 // validating text as it is produced.
 func (d *Decoder) inflate(src []byte, text bool) (*bytebufferpool.ByteBuffer, error) {
+	if len(src) == 0 {
+		// Not valid deflate data (an empty message compresses to 0x00),
+		// but some clients send it; it can only mean "empty".
+		out := bytebufferpool.Get()
+		out.B = out.B[:0]
+		return out, nil
+	}
 	maxSize := d.limits.MaxMessageSize
 	limit := maxSize + 1
 	var dict []byte

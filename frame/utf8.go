@@ -1,11 +1,8 @@
 package frame
 
-import (
-	"encoding/binary"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
-// UTF-8 validation is a byte-class DFA in the style of Bjoern Hoehrmann's
+// Incremental UTF-8 validation uses a byte-class DFA in the style of Bjoern Hoehrmann's
 // decoder: one table lookup for the class of a byte and one for the
 // transition. The state after a Write says exactly how much of the current
 // code point is still missing, which is what lets text be validated as it
@@ -125,43 +122,68 @@ type UTF8 struct {
 	state uint8
 }
 
-const asciiMask = 0x8080808080808080
-
 // Write feeds p. It reports false as soon as p (together with what was
 // written before) cannot be a prefix of valid UTF-8; once false, it stays
 // false until Reset.
+//
+// The DFA only runs on the at most 3 bytes that finish a code point left
+// open by the previous Write and on the at most 3 bytes of a code point
+// left open at the end of p. The complete code points in between go to
+// unicode/utf8.Valid, which is exactly as strict and much faster (ASCII
+// 8 bytes at a time, multibyte without per-byte table walks).
 func (u *UTF8) Write(p []byte) bool {
 	s := u.state
 	i := 0
-	for i < len(p) {
-		if s == sAccept {
-			// ASCII fast path, 16 then 8 bytes at a time.
-			for len(p)-i >= 16 {
-				if (binary.LittleEndian.Uint64(p[i:])|binary.LittleEndian.Uint64(p[i+8:]))&asciiMask != 0 {
-					break
-				}
-				i += 16
-			}
-			if len(p)-i >= 8 && binary.LittleEndian.Uint64(p[i:])&asciiMask == 0 {
-				i += 8
-			}
-			if i >= len(p) {
-				break
-			}
-			if p[i] < 0x80 {
-				i++
-				continue
-			}
-		}
-		s = utf8Trans[int(s)+int(utf8Class[p[i]])]
+	for ; s != sAccept && i < len(p); i++ {
 		if s == sReject {
-			u.state = sReject
 			return false
 		}
-		i++
+		s = utf8Trans[int(s)+int(utf8Class[p[i]])]
+	}
+	if s == sReject {
+		u.state = sReject
+		return false
+	}
+	if i == len(p) {
+		u.state = s
+		return true
+	}
+	cut := i + completePrefix(p[i:])
+	if !utf8.Valid(p[i:cut]) {
+		u.state = sReject
+		return false
+	}
+	for _, c := range p[cut:] {
+		s = utf8Trans[int(s)+int(utf8Class[c])]
 	}
 	u.state = s
-	return true
+	return s != sReject
+}
+
+// completePrefix returns the length of p without a trailing incomplete
+// multibyte sequence (found by looking back for its lead byte). Whatever
+// it cuts, the DFA checks; whatever it keeps, utf8.Valid checks.
+func completePrefix(p []byte) int {
+	for j := len(p) - 1; j >= 0 && j >= len(p)-4; j-- {
+		c := p[j]
+		if c&0xc0 == 0x80 {
+			continue // continuation byte
+		}
+		need := 1
+		switch {
+		case c >= 0xf0:
+			need = 4
+		case c >= 0xe0:
+			need = 3
+		case c >= 0xc0:
+			need = 2
+		}
+		if len(p)-j < need {
+			return j
+		}
+		return len(p)
+	}
+	return len(p)
 }
 
 // Complete reports whether everything written so far is valid UTF-8 that

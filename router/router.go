@@ -510,11 +510,11 @@ func (r *Router) toBackplane(bp Backplane, m *outMsg, filter []byte, codec Codec
 	if codec != CodecJSON {
 		var err error
 		if rm.Data, err = Transcode(nil, m.data, codec, CodecJSON); err != nil {
-			return &ProtocolError{Code: CodeBadRequest, Message: "data has no JSON form: " + err.Error()}
+			return &ProtocolError{Code: CodeBadRequest, Message: "data has no JSON form: " + protocolMessage(err)}
 		}
 		if len(filter) > 0 {
 			if rm.Filter, err = Transcode(nil, filter, codec, CodecJSON); err != nil {
-				return &ProtocolError{Code: CodeBadRequest, Message: "filter has no JSON form: " + err.Error()}
+				return &ProtocolError{Code: CodeBadRequest, Message: "filter has no JSON form: " + protocolMessage(err)}
 			}
 		}
 	}
@@ -602,3 +602,12 @@ func (r *Router) replyError(cl *client, err error, id []byte) {
 }
 
 var _ engine.Handler = (*Router)(nil)
+
+// protocolMessage is an error's client-facing text, without its code.
+func protocolMessage(err error) string {
+	var pe *ProtocolError
+	if errors.As(err, &pe) {
+		return pe.Message
+	}
+	return err.Error()
+}

@@ -1,0 +1,150 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/wsgate/wsgate/bench/hist"
+)
+
+// Metric is one comparable number of a scenario.
+type Metric struct {
+	Scenario    string
+	Name        string
+	LowerBetter bool
+	Get         func(Result) float64
+	Fmt         func(float64) string
+}
+
+func lat(f func(r Result) int64) func(Result) float64 {
+	return func(r Result) float64 { return float64(f(r)) }
+}
+
+func durF(v float64) string { return Dur(int64(v)) }
+
+// Metrics are the numbers the compare command puts side by side.
+var Metrics = []Metric{
+	{"idle", "server bytes/conn", true, func(r Result) float64 { return r.BytesPerConn }, Bytes},
+	{"idle", "baseline RSS", true, func(r Result) float64 { return float64(r.BaselineRSS) }, Bytes},
+	{"connect", "upgrades/s", false, func(r Result) float64 { return r.UpgradesPerSec }, Rate},
+	{"connect", "connect p99", true, lat(func(r Result) int64 { return sum(r.ConnectLatency).P99 }), durF},
+	{"echo", "recv/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
+	{"echo", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF},
+	{"echo", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+	{"echo", "p99.9", true, lat(func(r Result) int64 { return sum(r.Latency).P999 }), durF},
+	{"echo", "server CPU µs/msg", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.2fµs", v) }},
+	{"broadcast", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
+	{"broadcast", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF},
+	{"broadcast", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+	{"broadcast", "server CPU µs/delivery", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.3fµs", v) }},
+	{"reconnect", "all back after kill", true, func(r Result) float64 { return r.ReconnectAllMs }, func(v float64) string { return fmt.Sprintf("%.0fms", v) }},
+}
+
+func sum(s *hist.Summary) hist.Summary {
+	if s == nil {
+		return hist.Summary{}
+	}
+	return *s
+}
+
+func find(rs []Result, scen, target string) (Result, bool) {
+	for _, r := range rs {
+		if r.Scenario == scen && r.Target == target && (r.Status == "" || r.Status == "ok") {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+// Ratio is base/other for one metric ("x" values > 1 mean base is larger).
+type Ratio struct {
+	Scenario string             `json:"scenario"`
+	Metric   string             `json:"metric"`
+	Values   map[string]float64 `json:"values"`
+	Ratios   map[string]float64 `json:"ratios"` // key "base/other"
+	Better   string             `json:"better"` // "lower" or "higher"
+}
+
+// Ratios computes base/other for every metric present.
+func Ratios(rs []Result, base string, others []string) []Ratio {
+	var out []Ratio
+	for _, m := range Metrics {
+		r := Ratio{Scenario: m.Scenario, Metric: m.Name, Values: map[string]float64{}, Ratios: map[string]float64{}, Better: "higher"}
+		if m.LowerBetter {
+			r.Better = "lower"
+		}
+		any := false
+		for _, t := range append([]string{base}, others...) {
+			if res, ok := find(rs, m.Scenario, t); ok {
+				r.Values[t] = m.Get(res)
+				any = true
+			}
+		}
+		if !any {
+			continue
+		}
+		if bv, ok := r.Values[base]; ok {
+			for _, o := range others {
+				if ov, ok := r.Values[o]; ok && ov != 0 {
+					r.Ratios[base+"/"+o] = bv / ov
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func metricFmt(scen, name string) func(float64) string {
+	for _, m := range Metrics {
+		if m.Scenario == scen && m.Name == name {
+			return m.Fmt
+		}
+	}
+	return defFmt
+}
+
+// Markdown writes a results.md snippet: one row per metric, one column per
+// target, then the ratio columns.
+func Markdown(w io.Writer, title string, ratios []Ratio, base string, others []string) {
+	fmt.Fprintf(w, "### %s\n\n", title)
+	cols := append([]string{base}, others...)
+	fmt.Fprintf(w, "| scenario | metric | %s |", strings.Join(cols, " | "))
+	for _, o := range others {
+		fmt.Fprintf(w, " %s/%s |", base, o)
+	}
+	fmt.Fprintf(w, " better |\n|---|---|%s", strings.Repeat("---:|", len(cols)+len(others)))
+	fmt.Fprintf(w, "---|\n")
+	for _, r := range ratios {
+		f := metricFmt(r.Scenario, r.Metric)
+		fmt.Fprintf(w, "| %s | %s |", r.Scenario, r.Metric)
+		for _, c := range cols {
+			if v, ok := r.Values[c]; ok {
+				fmt.Fprintf(w, " %s |", f(v))
+			} else {
+				fmt.Fprintf(w, " n/a |")
+			}
+		}
+		for _, o := range others {
+			if v, ok := r.Ratios[base+"/"+o]; ok {
+				fmt.Fprintf(w, " %.2fx |", v)
+			} else {
+				fmt.Fprintf(w, " n/a |")
+			}
+		}
+		fmt.Fprintf(w, " %s |\n", r.Better)
+	}
+}
+
+// RatioTable prints the ratios as plain text.
+func RatioTable(w io.Writer, ratios []Ratio, base string, others []string) {
+	var b strings.Builder
+	Markdown(&b, "compare", ratios, base, others)
+	// the markdown table reads fine as text; strip the title line
+	s := b.String()
+	if i := strings.Index(s, "|"); i >= 0 {
+		s = s[i:]
+	}
+	io.WriteString(w, s)
+}
