@@ -74,6 +74,16 @@ type perfConn struct {
 // response head are not expected (nothing is sent before the first
 // message).
 func perfDial(addr string, local *net.TCPAddr) (*perfConn, error) {
+	tc, err := perfDialRaw(addr, local)
+	if err != nil {
+		return nil, err
+	}
+	return &perfConn{c: tc, buf: make([]byte, 64<<10)}, nil
+}
+
+// perfDialRaw is perfDial without the read buffer: for holding many idle
+// connections cheaply.
+func perfDialRaw(addr string, local *net.TCPAddr) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if local != nil {
 		d.LocalAddr = local
@@ -87,7 +97,7 @@ func perfDial(addr string, local *net.TCPAddr) (*perfConn, error) {
 		tc.Close()
 		return nil, err
 	}
-	return &perfConn{c: tc, buf: make([]byte, 64<<10)}, nil
+	return tc, nil
 }
 
 // perfUpgrade writes the upgrade request on c and reads the 101 response.

@@ -34,13 +34,13 @@ func (s State) String() string {
 
 // connection flags
 const (
-	flagDirty       uint8 = 1 << iota // on the loop's dirty list
-	flagDeflate                       // permessage-deflate negotiated
-	flagHuffman                       // client limited our window: Huffman-only compression
-	flagBacklogged                    // above the high-water mark, on the loop's backlog list
-	flagCloseSent                     // our close frame is queued
-	flagCloseAfterFlush               // close the TCP connection once the cork is written
-	flagAuthDeadline                  // authDeadline is armed
+	flagDirty           uint8 = 1 << iota // on the loop's dirty list
+	flagDeflate                           // permessage-deflate negotiated
+	flagHuffman                           // client limited our window: Huffman-only compression
+	flagBacklogged                        // above the high-water mark, on the loop's backlog list
+	flagCloseSent                         // our close frame is queued
+	flagCloseAfterFlush                   // close the TCP connection once the cork is written
+	flagAuthDeadline                      // authDeadline is armed
 )
 
 // Conn is one client connection. Every method is for the owning event loop
@@ -61,11 +61,11 @@ type Conn struct {
 	wheelPrev    *Conn
 	wheelSlot    int32
 	wheelAt      uint32
-	lastFrame    uint32 // tick of the last inbound frame of any kind
-	lastMessage  uint32 // tick of the last inbound data message
-	pingSent     uint32 // tick of the outstanding ping, 0 when none
-	authDeadline uint32 // tick by which the handler must call SetState(StateActive)
-	index        int32  // position in loop.conns
+	lastFrame    uint32        // tick of the last inbound frame of any kind
+	lastMessage  uint32        // tick of the last inbound data message
+	pingSent     uint32        // tick of the outstanding ping, 0 when none
+	authDeadline uint32        // tick by which the handler must call SetState(StateActive)
+	index        int32         // position in loop.conns
 	closeCode    ws.StatusCode // first close code sent or received, for OnClose
 	state        State
 	flags        uint8

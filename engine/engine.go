@@ -41,13 +41,14 @@ type Engine struct {
 	loops       []*Loop
 	start       time.Time
 
-	loopMu  sync.Mutex // guards discovery of which gnet loop is which Loop
-	open    atomic.Int64
-	gnetEng atomic.Pointer[gnet.Engine]
-	addr    atomic.Pointer[net.TCPAddr]
-	booted  chan struct{}
-	stopped chan struct{}
-	runErr  error
+	loopMu   sync.Mutex // guards discovery of which gnet loop is which Loop
+	open     atomic.Int64
+	draining atomic.Bool // SetDraining: refuse new upgrades with 503
+	gnetEng  atomic.Pointer[gnet.Engine]
+	addr     atomic.Pointer[net.TCPAddr]
+	booted   chan struct{}
+	stopped  chan struct{}
+	runErr   error
 	stopTick chan struct{}
 	stopOnce sync.Once
 }

@@ -79,8 +79,8 @@ func indexByte(b []byte, c byte) int {
 // BaseHandler has no-op methods to embed.
 type BaseHandler struct{}
 
-func (BaseHandler) Accept(*Conn, *Request) Decision      { return Decision{} }
-func (BaseHandler) OnOpen(*Conn)                         {}
-func (BaseHandler) OnMessage(*Conn, ws.OpCode, []byte)   {}
-func (BaseHandler) OnDrain(*Conn)                        {}
-func (BaseHandler) OnClose(*Conn, ws.StatusCode)         {}
+func (BaseHandler) Accept(*Conn, *Request) Decision    { return Decision{} }
+func (BaseHandler) OnOpen(*Conn)                       {}
+func (BaseHandler) OnMessage(*Conn, ws.OpCode, []byte) {}
+func (BaseHandler) OnDrain(*Conn)                      {}
+func (BaseHandler) OnClose(*Conn, ws.StatusCode)       {}

@@ -31,15 +31,15 @@ type Loop struct {
 	triggered bool // an Execute is on its way; no need to wake the loop again
 
 	// Owned by the loop goroutine.
-	wheel        timingWheel
-	conns        []*Conn // every open connection of this loop
-	dirty        *Conn   // connections with corked bytes, linked by dirtyNext
-	backlog      []*Conn // connections above the high-water mark
-	flushPosted  bool    // a flush task is in the inbox
-	stats        LoopStats
-	scratch      []*Conn // reusable iteration buffer
-	nextConnID   uint64
-	data         any // the handler's per-loop state (router shard)
+	wheel       timingWheel
+	conns       []*Conn // every open connection of this loop
+	dirty       *Conn   // connections with corked bytes, linked by dirtyNext
+	backlog     []*Conn // connections above the high-water mark
+	flushPosted bool    // a flush task is in the inbox
+	stats       LoopStats
+	scratch     []*Conn // reusable iteration buffer
+	nextConnID  uint64
+	data        any // the handler's per-loop state (router shard)
 }
 
 type gnetLoop struct{ gnet.EventLoop }

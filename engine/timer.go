@@ -61,13 +61,14 @@ func (w *timingWheel) advance(to uint32, expire func(*Conn)) {
 	for int32(to-w.now) > 0 {
 		w.now++
 		slot := w.now % wheelSlots
-		for c := w.slots[slot]; c != nil; {
-			next := c.wheelNext
-			if c.wheelAt == w.now {
-				w.disarm(c)
-				expire(c)
-			}
-			c = next
+		// Take the head each time rather than following a saved next
+		// pointer: expire may disarm or re-arm any connection, others of
+		// this slot included. Every connection in the slot is due now (arm
+		// keeps deadlines within one lap), and arm never files into the
+		// current tick's slot, so the loop ends.
+		for c := w.slots[slot]; c != nil; c = w.slots[slot] {
+			w.disarm(c)
+			expire(c)
 		}
 	}
 }

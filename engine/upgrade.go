@@ -32,17 +32,17 @@ const (
 // once the whole head is buffered). Instances are pooled: their hooks are
 // bound once, so an upgrade allocates only what gobwas itself does.
 type upgrader struct {
-	u       ws.Upgrader
-	reader  bytes.Reader
-	out     *bytebufferpool.ByteBuffer
-	req     Request
-	conn    *Conn
-	eng     *Engine
-	deflate frame.DeflateNegotiator
+	u                ws.Upgrader
+	reader           bytes.Reader
+	out              *bytebufferpool.ByteBuffer
+	req              Request
+	conn             *Conn
+	eng              *Engine
+	deflate          frame.DeflateNegotiator
 	sawUpgradeHeader bool
-	status  int    // our own refusal, written instead of gobwas's response
-	reason  string
-	protoBuf [][]byte
+	status           int // our own refusal, written instead of gobwas's response
+	reason           string
+	protoBuf         [][]byte
 }
 
 var upgraderPool = sync.Pool{New: func() any { return newUpgrader() }}
@@ -55,9 +55,9 @@ func newUpgrader() *upgrader {
 			up.req.Host = host
 			return nil
 		},
-		OnHeader:       up.onHeader,
-		ProtocolCustom: up.onProtocol,
-		Negotiate:      up.negotiate,
+		OnHeader:        up.onHeader,
+		ProtocolCustom:  up.onProtocol,
+		Negotiate:       up.negotiate,
 		OnBeforeUpgrade: up.beforeUpgrade,
 	}
 	return up
@@ -119,6 +119,9 @@ func (up *upgrader) negotiate(opt httphead.Option) (httphead.Option, error) {
 
 func (up *upgrader) beforeUpgrade() (ws.HandshakeHeader, error) {
 	e := up.eng
+	if e.draining.Load() {
+		return nil, up.refuse(http.StatusServiceUnavailable, "shutting down")
+	}
 	if len(up.req.Origin) > 0 && !e.origins.allowed(up.req.Origin) {
 		return nil, up.refuse(http.StatusForbidden, "origin not allowed")
 	}
@@ -184,7 +187,9 @@ func (e *Engine) upgrade(c *Conn, in []byte) (res upgradeResult, n int) {
 		return upgradeDone, n
 	case up.status != 0:
 		e.writeHTTPError(c, up.status, up.reason)
-	case !up.sawUpgradeHeader:
+	case !up.sawUpgradeHeader && !errors.Is(err, ws.ErrMalformedRequest):
+		// A well-formed HTTP request that is not an upgrade: 426. Bytes
+		// that are not HTTP at all fall through to 400.
 		e.writeHTTPError(c, http.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
 	default:
 		status := http.StatusBadRequest

@@ -132,8 +132,9 @@ else
 			log "go build ./cmd/gateway failed (use TARGET_CMD to test another server)"
 			exit 3
 		fi
-		log "starting gateway -echo -addr 127.0.0.1:$PORT -admin-addr 127.0.0.1:$ADMIN_PORT -compress"
-		setsid "$work/gateway" -echo -addr "127.0.0.1:$PORT" -admin-addr "127.0.0.1:$ADMIN_PORT" -compress \
+		# Section 9 sends messages of up to 16 MiB.
+		log "starting gateway -echo -addr 127.0.0.1:$PORT -admin-addr 127.0.0.1:$ADMIN_PORT -compress -max-message-size 16777216"
+		setsid "$work/gateway" -echo -addr "127.0.0.1:$PORT" -admin-addr "127.0.0.1:$ADMIN_PORT" -compress -max-message-size 16777216 \
 			>"$work/server.log" 2>&1 </dev/null &
 		server_pid=$!
 	fi
