@@ -133,8 +133,8 @@ else
 			exit 3
 		fi
 		# Section 9 sends messages of up to 16 MiB.
-		log "starting gateway -echo -addr 127.0.0.1:$PORT -admin-addr 127.0.0.1:$ADMIN_PORT -compress -max-message-size 16777216"
-		setsid "$work/gateway" -echo -addr "127.0.0.1:$PORT" -admin-addr "127.0.0.1:$ADMIN_PORT" -compress -max-message-size 16777216 \
+		log "starting gateway -echo -addr 127.0.0.1:$PORT -admin-addr 127.0.0.1:$ADMIN_PORT -compress -max-message-size 16777216 -max-queue-bytes 67108864"
+		setsid "$work/gateway" -echo -addr "127.0.0.1:$PORT" -admin-addr "127.0.0.1:$ADMIN_PORT" -compress -max-message-size 16777216 -max-queue-bytes 67108864 \
 			>"$work/server.log" 2>&1 </dev/null &
 		server_pid=$!
 	fi
