@@ -200,7 +200,7 @@ func (c *Conn) write(b []byte) {
 
 func (c *Conn) corkBuf() *bytebufferpool.ByteBuffer {
 	if c.cork == nil {
-		c.cork = bytebufferpool.Get()
+		c.cork = c.loop.getCork()
 	}
 	return c.cork
 }
@@ -225,7 +225,7 @@ func (c *Conn) flush() {
 		_, _ = c.gc.Write(c.cork.B)
 		c.loop.stats.BytesOut += uint64(len(c.cork.B))
 	}
-	bytebufferpool.Put(c.cork)
+	c.loop.putCork(c.cork)
 	c.cork = nil
 	if c.state == StateClosed {
 		return

@@ -12,7 +12,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
-	"github.com/valyala/bytebufferpool"
 	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/frame"
@@ -361,7 +360,7 @@ func (e *Engine) finishTraffic(c *Conn) {
 			_, _ = c.gc.Write(cork.B)
 			l.stats.BytesOut += uint64(len(cork.B))
 		}
-		bytebufferpool.Put(cork)
+		l.putCork(cork)
 		if c.flags&flagCloseAfterFlush != 0 {
 			c.finishClose()
 		} else {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 )
 
 // Task is work handed to a loop from any goroutine. Fn runs on the loop with
@@ -39,7 +40,36 @@ type Loop struct {
 	stats       LoopStats
 	scratch     []*Conn // reusable iteration buffer
 	nextConnID  uint64
-	data        any // the handler's per-loop state (router shard)
+	data        any                          // the handler's per-loop state (router shard)
+	corkFree    []*bytebufferpool.ByteBuffer // cork buffers kept for reuse by this loop
+}
+
+// Cork buffers are recycled on the loop itself rather than through the
+// process-wide bytebufferpool: that pool is shared with every other user,
+// recalibrates (dropping big buffers) and is emptied by each GC, which made
+// steady-state writes allocate. Buffers over corkKeepMax go back to the pool.
+const (
+	corkKeepMax   = 16 << 10
+	corkFreeLimit = 1024
+)
+
+func (l *Loop) getCork() *bytebufferpool.ByteBuffer {
+	if n := len(l.corkFree); n > 0 {
+		b := l.corkFree[n-1]
+		l.corkFree[n-1] = nil
+		l.corkFree = l.corkFree[:n-1]
+		return b
+	}
+	return bytebufferpool.Get()
+}
+
+func (l *Loop) putCork(b *bytebufferpool.ByteBuffer) {
+	if cap(b.B) > corkKeepMax || len(l.corkFree) >= corkFreeLimit {
+		bytebufferpool.Put(b)
+		return
+	}
+	b.B = b.B[:0]
+	l.corkFree = append(l.corkFree, b)
 }
 
 type gnetLoop struct{ gnet.EventLoop }
