@@ -41,6 +41,13 @@ type Remote struct {
 	Priority Priority
 	Filter   []byte // raw JSON filter object, may be empty
 	Origin   string // instance id of the publisher
+	// Seq is the message's history sequence (the JetStream stream sequence)
+	// in history mode, 0 otherwise (history.go).
+	Seq uint64
+	// OriginConn is the publishing connection (engine.Conn.ID) of a client
+	// message in history mode: the message comes back to its own instance
+	// through the stream, and that connection is skipped there.
+	OriginConn uint64
 }
 
 // ErrUnavailable means the backplane cannot take messages now (NATS down);
@@ -81,6 +88,7 @@ type hubMember struct {
 	id       string
 	deliver  func(*Remote)
 	interest map[Kind]map[string]bool
+	local    func(room string) []string // presence (presence.go)
 }
 
 // NewLocalHub returns an empty hub.
@@ -91,8 +99,9 @@ func (h *LocalHub) Join() Backplane { return &hubBackplane{hub: h} }
 
 // Published counts messages the hub handed to members, for tests.
 type hubBackplane struct {
-	hub *LocalHub
-	me  *hubMember
+	hub   *LocalHub
+	me    *hubMember
+	local func(room string) []string // set by ServePresence before Start
 }
 
 func (b *hubBackplane) Start(id string, deliver func(*Remote)) error {
@@ -101,7 +110,7 @@ func (b *hubBackplane) Start(id string, deliver func(*Remote)) error {
 	if _, dup := b.hub.members[id]; dup {
 		return errors.New("router: local hub: duplicate instance id " + id)
 	}
-	b.me = &hubMember{id: id, deliver: deliver, interest: map[Kind]map[string]bool{}}
+	b.me = &hubMember{id: id, deliver: deliver, interest: map[Kind]map[string]bool{}, local: b.local}
 	b.hub.members[id] = b.me
 	return nil
 }

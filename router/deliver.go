@@ -27,8 +27,11 @@ type outMsg struct {
 	// Backing storage for the byte fields, reused through the pool.
 	name, from, data, id []byte
 	ts                   int64
+	born                 int64 // monoNow when the gateway took it in, for the latency histogram
 	seq                  uint64
 	hasSeq               bool
+	excludeID            uint64 // history mode: the sender's connection by id (its message came back through the stream)
+	replay               bool   // a resume replay, never held back for one (history.go)
 
 	once   [2]sync.Once
 	frames [2]*frame.Shared
@@ -40,6 +43,7 @@ var outPool = sync.Pool{New: func() any { return new(outMsg) }}
 func newOutMsg() *outMsg {
 	m := outPool.Get().(*outMsg)
 	m.refs.Store(1)
+	m.born = monoNow()
 	return m
 }
 
@@ -142,11 +146,14 @@ func (s *shard) fanOut(m *outMsg) {
 // (PROTOCOL.md section 8) and queues m.
 func (s *shard) deliverTo(cl *client, m *outMsg) {
 	c := cl.conn
-	if c == m.exclude || c.State() >= engine.StateClosing {
+	if c == m.exclude || c.State() >= engine.StateClosing || (m.excludeID != 0 && c.ID() == m.excludeID) {
 		return
 	}
 	if !m.filter.IsZero() && (cl.claims == nil || !m.filter.Match(cl.claims.Tags)) {
 		return
+	}
+	if m.hasSeq && !m.replay && s.holdForResume(cl, m) {
+		return // cl is resuming this room: after the replay (history.go)
 	}
 	f, err := m.frameFor(cl.codec)
 	if err != nil {
@@ -155,7 +162,12 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	o := &s.r.eopts
 	size := len(f.Bytes())
 	queued := c.Queued() + cl.heldBytes
-	backedUp := c.Backlogged() || queued > o.WriteHighWater || len(cl.held) > 0
+	// Backed up means the engine saw the queue pass the high-water mark
+	// after a flush (it then calls OnDrain below the low-water mark), or
+	// frames are still held. Bytes corked in this iteration alone do not
+	// count: the kernel may take them all at the flush, the engine would
+	// never report a drain, and held frames (and the gap) would be stranded.
+	backedUp := c.Backlogged() || len(cl.held) > 0
 	switch {
 	case m.priority == PriorityLow && backedUp:
 		cl.dropped++
@@ -179,6 +191,7 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	}
 	c.WriteShared(f)
 	s.stats.Deliveries++
+	s.sampleLatency(m)
 }
 
 // drain writes what was held while cl was backlogged, then one gap message

@@ -46,6 +46,7 @@ type tclient struct {
 	t     testing.TB
 	conn  *websocket.Conn
 	codec Codec
+	user  string // set by gateway.user / userWith
 	in    chan inMsg
 	done  chan struct{} // closed when the reader ends; err is set then
 	err   error
@@ -134,6 +135,7 @@ func (g *gateway) userWith(cl Claims, o dialOpts) *tclient {
 	if ok["user"] != cl.Sub {
 		g.t.Fatalf("auth:ok %v: want user %q", ok, cl.Sub)
 	}
+	c.user = cl.Sub
 	return c
 }
 
@@ -480,3 +482,10 @@ func jsonString(s string) string {
 
 // filler returns a JSON string value of about n bytes.
 func filler(n int) string { return `"` + strings.Repeat("x", n) + `"` }
+
+func mustUnmarshal(t testing.TB, s string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		t.Fatalf("unmarshal %s: %v", s, err)
+	}
+}

@@ -39,6 +39,10 @@ type Options struct {
 	MaxSubscriptions int
 	// Backplane connects instances; nil runs standalone.
 	Backplane Backplane
+	// History turns on history mode (PROTOCOL.md section 6, history.go):
+	// the Backplane must implement History with HistoryOn() true, and a
+	// backplane in history mode needs it set.
+	History bool
 }
 
 func (o *Options) normalize() {
@@ -84,6 +88,9 @@ type Router struct {
 	reg       registry
 	authTicks uint32
 	svcSeq    atomic.Uint64 // ids for messages from services, which have none
+	hist      History         // history mode (history.go); nil when off
+	pq        PresenceQuerier // cross-instance presence (presence.go); nil: local only
+	resumes   []resumeTable   // per loop, owned by that loop: resumes in flight
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
@@ -112,6 +119,10 @@ func (r *Router) Bind(e *engine.Engine) error {
 	}
 	r.reg.loops = len(loops)
 	r.authTicks = e.Ticks(r.opts.AuthTimeout)
+	if err := r.bindHistory(len(loops)); err != nil {
+		return err
+	}
+	r.bindPresence()
 	if bp := r.opts.Backplane; bp != nil {
 		if err := bp.Start(r.opts.InstanceID, r.fromBackplane); err != nil {
 			return fmt.Errorf("router: backplane: %w", err)
@@ -191,6 +202,9 @@ func (r *Router) OnClose(c *engine.Conn, _ ws.StatusCode) {
 		s.removeAuthed(cl)
 	}
 	cl.releaseHeld()
+	if r.hist != nil {
+		r.dropResumes(cl)
+	}
 }
 
 // activate makes cl an authenticated, active connection.
@@ -272,8 +286,8 @@ func (r *Router) route(own *shard, m *outMsg) {
 
 // fromBackplane delivers a message from another instance (any goroutine).
 func (r *Router) fromBackplane(rm *Remote) {
-	if rm.Origin == r.opts.InstanceID {
-		return // never our own message twice
+	if rm.Origin == r.opts.InstanceID && rm.Seq == 0 {
+		return // never our own message twice (history mode: see history.go)
 	}
 	m := newOutMsg()
 	m.kind = rm.Kind
@@ -291,6 +305,12 @@ func (r *Router) fromBackplane(rm *Remote) {
 	}
 	m.priority = rm.Priority
 	m.dataCodec = CodecJSON
+	if rm.Seq != 0 {
+		m.seq, m.hasSeq = rm.Seq, true
+		if rm.Origin == r.opts.InstanceID {
+			m.excludeID = rm.OriginConn
+		}
+	}
 	if len(rm.Filter) > 0 {
 		f, err := ParseFilter(rm.Filter, CodecJSON)
 		if err != nil {
@@ -363,6 +383,10 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 			r.replyError(cl, &ProtocolError{Code: CodeNotJoined, Message: "join the room first"}, e.ID)
 			return
 		}
+		if r.hist != nil {
+			r.publishStored(cl, e, now) // acks once stored (history.go)
+			return
+		}
 		if r.publish(cl, e, KindRoom, e.Room, now) {
 			r.replyAck(cl, e.ID)
 		}
@@ -392,10 +416,18 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 			r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not see this room"}, e.ID)
 			return
 		}
+		if r.pq != nil {
+			r.askPresence(cl, e) // across instances (presence.go)
+			return
+		}
 		s.out = cl.codec.AppendPresence(s.out[:0], e.Room, r.reg.roomUsers(e.Room), e.ID)
 		s.write(cl, s.out)
 	case TypeResume:
-		r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "history is off (-history)"}, e.ID)
+		if r.hist == nil {
+			r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "history is off (-history)"}, e.ID)
+			return
+		}
+		r.handleResume(cl, e)
 	}
 }
 
@@ -471,7 +503,12 @@ func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now ti
 	m := newOutMsg()
 	m.kind = kind
 	m.priority = e.Priority
-	m.exclude = cl.conn
+	if kind != KindChannel {
+		// A room message skips the sender's own connection (PROTOCOL.md
+		// section 3), and so does a send to oneself; a channel publish goes
+		// to every subscriber, the publisher's connection included.
+		m.exclude = cl.conn
+	}
 	m.dataCodec = cl.codec
 	m.name = append(m.name, name...)
 	m.from = append(m.from, cl.user...)
@@ -570,6 +607,10 @@ func (r *Router) PublishService(kind Kind, name string, data []byte, from string
 			return fmt.Errorf("router: filter: %w", err)
 		}
 		m.filter = f
+	}
+	if kind == KindRoom && r.hist != nil {
+		m.release()
+		return r.publishServiceStored(name, data, from, priority, filter)
 	}
 	if bp := r.opts.Backplane; bp != nil {
 		rm := &Remote{Kind: kind, Name: name, From: from, Data: data, ID: string(m.id), TS: m.ts, Priority: priority, Filter: filter, Origin: r.opts.InstanceID}

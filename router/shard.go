@@ -26,6 +26,7 @@ type shard struct {
 	tmp    []byte                   // transcoding scratch
 	msgSeq uint64                   // per-loop message id counter
 	stats  ShardStats
+	lat    LatencyHistogram // sampled delivery latency (stats.go)
 }
 
 // ShardStats are one loop's routing counters (folded at scrape time).

@@ -8,6 +8,9 @@
 // add "id", "ts" and "origin". An instance subscribes to a room, user or
 // channel subject only while it has local receivers (router interest), and
 // always to <p>.all, so NATS carries one message per interested instance.
+// History mode (history.go) keeps room messages in JetStream and delivers
+// them from <p>.live.room.<room>; presence queries (presence.go) use
+// request/reply on <p>.presence.<room>.
 //
 // # Who owns what
 //
@@ -55,6 +58,11 @@ type Options struct {
 	ReconnectWait time.Duration
 	// Logger receives connection events (default slog.Default()).
 	Logger *slog.Logger
+	// History configures history mode (JetStream; history.go).
+	History HistoryOptions
+	// PresenceWindow is how long a presence query collects the other
+	// instances' answers (default 100ms; presence.go).
+	PresenceWindow time.Duration
 }
 
 // Stats are the backplane's counters.
@@ -73,10 +81,15 @@ type Backplane struct {
 	pubq  chan outbound
 	inbox chan *nats.Msg
 
-	mu      sync.Mutex // guards pending and closed
-	pending map[string]bool
-	closed  bool
-	kick    chan struct{}
+	mu       sync.Mutex // guards pending, barriers and closed
+	pending  map[string]bool
+	barriers []chan struct{} // closed once the interest changes pending before them are applied
+	closed   bool
+	kick     chan struct{}
+
+	hist      *history                   // history mode; nil when off (history.go)
+	pres      *presence                  // presence queries (presence.go)
+	presLocal func(room string) []string // set by ServePresence before Start
 
 	subs map[string]*nats.Subscription // owned by the interest goroutine
 
@@ -170,6 +183,14 @@ func (b *Backplane) Start(instanceID string, deliver func(*router.Remote)) error
 		nc.Close()
 		return err
 	}
+	if err := b.startHistory(); err != nil {
+		nc.Close()
+		return err
+	}
+	if err := b.startPresence(); err != nil {
+		nc.Close()
+		return err
+	}
 	b.wg.Add(3)
 	go b.publisher()
 	go b.receiver()
@@ -243,7 +264,7 @@ func (b *Backplane) publisher() {
 
 // Interest records a subscription change for the interest goroutine.
 func (b *Backplane) Interest(kind router.Kind, name string, on bool) {
-	subj := b.Subject(kind, name)
+	subj := b.interestSubject(kind, name)
 	b.mu.Lock()
 	if !b.closed {
 		b.pending[subj] = on
@@ -266,6 +287,8 @@ func (b *Backplane) interestLoop() {
 		b.mu.Lock()
 		batch := b.pending
 		b.pending = make(map[string]bool, len(batch))
+		barriers := b.barriers
+		b.barriers = nil
 		b.mu.Unlock()
 		for subj, on := range batch {
 			sub, have := b.subs[subj]
@@ -279,6 +302,9 @@ func (b *Backplane) interestLoop() {
 				delete(b.subs, subj)
 				b.subscriptions.Add(-1)
 			}
+		}
+		for _, c := range barriers {
+			close(c)
 		}
 	}
 }
@@ -303,6 +329,10 @@ func (b *Backplane) receiver() {
 		case <-b.done:
 			return
 		case msg := <-b.inbox:
+			if b.hist != nil && b.hist.isLive(msg.Subject) {
+				b.hist.receive(msg)
+				continue
+			}
 			rm, err := b.decode(msg.Subject, msg.Data)
 			if err != nil {
 				b.decodeErrors.Add(1)

@@ -1,0 +1,124 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/wsgate/wsgate/engine"
+)
+
+// LatencySampleEvery is the sampling rate of the delivery latency histogram:
+// one delivery in this many (per loop) is timed.
+const LatencySampleEvery = 64
+
+// LatencyBuckets are the upper bounds, in seconds, of the delivery latency
+// histogram (accept to write): from 25µs to 5s.
+var LatencyBuckets = [...]float64{
+	0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5,
+}
+
+// latencyBoundsNS are LatencyBuckets in nanoseconds, for the loop's compare.
+var latencyBoundsNS = func() (b [len(LatencyBuckets)]int64) {
+	for i, s := range LatencyBuckets {
+		b[i] = int64(s * 1e9)
+	}
+	return b
+}()
+
+// LatencyHistogram is one loop's sampled delivery latency: the time from the
+// moment the gateway took a message in (a client's message decoded, a
+// backplane or service message received) to the moment its frame was queued
+// on a receiving connection. Plain fields, owned by the loop; not cumulative
+// per bucket (Counts[i] is the number of samples in bucket i only; the last
+// slot is +Inf).
+type LatencyHistogram struct {
+	Counts [len(LatencyBuckets) + 1]uint64
+	Count  uint64
+	SumNS  int64
+}
+
+// observe records one sample.
+func (h *LatencyHistogram) observe(ns int64) {
+	i := 0
+	for i < len(latencyBoundsNS) && ns > latencyBoundsNS[i] {
+		i++
+	}
+	h.Counts[i]++
+	h.Count++
+	h.SumNS += ns
+}
+
+// Add folds o into h.
+func (h *LatencyHistogram) Add(o *LatencyHistogram) {
+	for i := range h.Counts {
+		h.Counts[i] += o.Counts[i]
+	}
+	h.Count += o.Count
+	h.SumNS += o.SumNS
+}
+
+// monoEpoch anchors monoNow: time.Since of a fixed time.Time reads the
+// monotonic clock (no wall-clock jumps) and needs no shared state.
+var monoEpoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
+
+// sampleLatency is called on the loop after a delivery was queued; it times
+// one delivery in LatencySampleEvery.
+func (s *shard) sampleLatency(m *outMsg) {
+	if s.stats.Deliveries%LatencySampleEvery != 0 || m.born == 0 {
+		return
+	}
+	s.lat.observe(monoNow() - m.born)
+}
+
+// ShardSnapshot is one loop's routing counters and latency histogram.
+type ShardSnapshot struct {
+	Stats   ShardStats
+	Latency LatencyHistogram
+}
+
+// Snapshot returns each loop's counters and latency histogram, copied on the
+// loop itself (one Post per loop, like Stats). A loop that never had a
+// connection reports zeros.
+func (r *Router) Snapshot(ctx context.Context) ([]ShardSnapshot, error) {
+	type snap struct {
+		v    ShardSnapshot
+		done chan struct{}
+	}
+	out := make([]ShardSnapshot, len(r.shards))
+	snaps := make([]*snap, len(r.shards))
+	for i, s := range r.shards {
+		sn := &snap{done: make(chan struct{})}
+		if !s.loop.Post(engine.Task{Fn: func(l *engine.Loop, arg any) {
+			a := arg.(*snap)
+			if sh, ok := l.Data().(*shard); ok {
+				a.v.Stats = sh.stats
+				a.v.Latency = sh.lat
+			}
+			close(a.done)
+		}, Arg: sn}) {
+			continue
+		}
+		snaps[i] = sn
+	}
+	for i, sn := range snaps {
+		if sn == nil {
+			continue
+		}
+		select {
+		case <-sn.done:
+			out[i] = sn.v
+		case <-ctx.Done():
+			return nil, fmt.Errorf("router: snapshot of loop %d: %w", i, ctx.Err())
+		}
+	}
+	return out, nil
+}
+
+// Backplane returns the backplane the router was configured with (nil
+// standalone), so operators' tools can read its own counters.
+func (r *Router) Backplane() Backplane { return r.opts.Backplane }
