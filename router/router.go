@@ -87,7 +87,7 @@ type Router struct {
 	shards    []*shard
 	reg       registry
 	authTicks uint32
-	svcSeq    atomic.Uint64 // ids for messages from services, which have none
+	svcSeq    atomic.Uint64   // ids for messages from services, which have none
 	hist      History         // history mode (history.go); nil when off
 	pq        PresenceQuerier // cross-instance presence (presence.go); nil: local only
 	resumes   []resumeTable   // per loop, owned by that loop: resumes in flight
