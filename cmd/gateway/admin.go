@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,25 +15,53 @@ import (
 	"github.com/wsgate/wsgate/router"
 )
 
-// admin serves the admin port: health, readiness and the service publish API.
+// admin serves the admin port: health, readiness, metrics, the demo page,
+// the service publish API and, with -pprof, the profiler.
 type admin struct {
 	srv      *http.Server
 	ln       net.Listener
 	router   *router.Router // nil in echo and broadcast modes
 	apiKey   string
-	draining atomic.Bool // set when the gateway stops accepting
+	draining *atomic.Bool // set when the gateway stops accepting
 	stopped  <-chan struct{}
 }
 
-func newAdmin(addr string, rt *router.Router, apiKey string, stopped <-chan struct{}) (*admin, error) {
-	a := &admin{router: rt, apiKey: apiKey, stopped: stopped}
+// adminConfig is what the admin port serves.
+type adminConfig struct {
+	Addr    string
+	Router  *router.Router // nil in echo and broadcast modes
+	APIKey  string
+	Stopped <-chan struct{} // closed when the event loops end
+	// Draining is set on SIGTERM/SIGINT: /readyz answers 503 from then on.
+	Draining *atomic.Bool
+	Metrics  http.Handler // GET /metrics; nil: none
+	PProf    bool         // serve /debug/pprof/
+	Demo     demoConfig
+}
+
+func newAdmin(cfg adminConfig) (*admin, error) {
+	a := &admin{router: cfg.Router, apiKey: cfg.APIKey, stopped: cfg.Stopped, draining: cfg.Draining}
+	if a.draining == nil {
+		a.draining = new(atomic.Bool)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("POST /api/publish", a.publish)
-	ln, err := net.Listen("tcp", addr)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	registerDemo(mux, cfg.Demo)
+	if cfg.PProf {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
@@ -41,6 +70,9 @@ func newAdmin(addr string, rt *router.Router, apiKey string, stopped <-chan stru
 	go func() { _ = a.srv.Serve(ln) }()
 	return a, nil
 }
+
+// Addr is the bound admin address (useful with port 0).
+func (a *admin) Addr() string { return a.ln.Addr().String() }
 
 // readyz is 200 only while accepting and, with a backplane, while it is connected.
 func (a *admin) readyz(w http.ResponseWriter, _ *http.Request) {

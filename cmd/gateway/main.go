@@ -11,10 +11,12 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/router"
@@ -45,7 +47,14 @@ func run(args []string, stderr *os.File) int {
 		fmt.Fprintf(stderr, "gateway: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// Signals are caught from the start, so one that comes during startup
+	// drains right after it instead of killing the process.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	log := o.logger(stderr)
+	slog.SetDefault(log)
 	debug.SetGCPercent(o.GOGC)
 	if o.MemoryLimit > 0 {
 		debug.SetMemoryLimit(o.MemoryLimit)
@@ -53,6 +62,7 @@ func run(args []string, stderr *os.File) int {
 
 	var h engine.Handler
 	var rt *router.Router
+	var bp *natsbp.Backplane
 	mode := "router"
 	switch {
 	case o.Echo:
@@ -64,7 +74,9 @@ func run(args []string, stderr *os.File) int {
 			o.Router.Auth.Secret = []byte(devSecret())
 			printDevBanner(stderr, string(o.Router.Auth.Secret), o.Engine.Addr, o.Engine.WSPath)
 		}
-		bp, ns, err := startBackplane(&o, log)
+		var ns *server.Server
+		var err error
+		bp, ns, err = startBackplane(&o, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "gateway: %v\n", err)
 			return 1
@@ -96,37 +108,54 @@ func run(args []string, stderr *os.File) int {
 	}
 	log.Info("gateway listening", "addr", eng.Addr(), "path", o.Engine.WSPath, "mode", mode, "loops", o.Engine.Loops)
 
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	lag := newLagMonitor(eng, time.Second)
+	go lag.run(bg)
+
 	var adm *admin
+	var draining atomic.Bool // /readyz and wsgate_draining
 	if o.AdminAddr != "" {
-		adm, err = newAdmin(o.AdminAddr, rt, o.APIKey, eng.Done())
+		gc := newGatewayCollector(eng, rt, bp, lag, draining.Load, log)
+		reg := newRegistry(gc)
+		adm, err = newAdmin(adminConfig{
+			Addr: o.AdminAddr, Router: rt, APIKey: o.APIKey, Stopped: eng.Done(), Draining: &draining,
+			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+			PProf:   o.PProf,
+			Demo:    demoConfig{EngineAddr: eng.Addr(), WSPath: o.Engine.WSPath, Mode: mode},
+		})
 		if err != nil {
 			log.Error("admin listen failed", "err", err)
 			_ = eng.Stop(context.Background())
 			return 1
 		}
-		log.Info("admin listening", "addr", o.AdminAddr)
+		log.Info("admin listening", "addr", adm.Addr(), "pprof", o.PProf)
 	}
 
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sig:
-		log.Info("stopping", "signal", s.String())
+		// Not ready first, so a load balancer moves away while we drain.
+		draining.Store(true)
+		log.Info("stopping", "signal", s.String(), "drain_time", o.DrainTime)
 	case <-eng.Done():
 		log.Error("event loops ended unexpectedly")
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	go func() {
-		<-sig
-		log.Warn("second signal: exiting now")
+		s := <-sig
+		log.Warn("second signal: exiting now without draining", "signal", s.String())
 		os.Exit(1)
 	}()
-	if adm != nil {
-		adm.draining.Store(true)
-		defer func() { _ = adm.srv.Shutdown(ctx) }()
-	}
+
+	// Drain: reconnect notices and 1001 closes spread over -drain-time, then
+	// the closing handshakes (bounded by -close-timeout) and a margin.
+	dctx, dcancel := context.WithTimeout(context.Background(), o.DrainTime+o.Engine.CloseTimeout+time.Second)
+	(&drainer{eng: eng, rt: rt, span: o.DrainTime, log: log}).run(dctx)
+	dcancel()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopBG()
 	if err := eng.Stop(ctx); err != nil {
 		log.Error("stop failed", "err", err)
 		return 1
@@ -134,20 +163,31 @@ func run(args []string, stderr *os.File) int {
 	if rt != nil {
 		_ = rt.Close()
 	}
+	if adm != nil {
+		_ = adm.srv.Shutdown(ctx)
+	}
+	log.Info("stopped")
 	return 0
 }
 
 // startBackplane connects the router to NATS: an external server or
 // cluster with -nats-url, else an embedded server (returned, to shut down).
 func startBackplane(o *options, log *slog.Logger) (*natsbp.Backplane, *server.Server, error) {
-	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log}
+	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log, PresenceWindow: o.PresenceWindow}
+	if o.History {
+		bo.History = natsbp.HistoryOptions{Enabled: true, MaxMsgs: o.HistoryMaxMsgs, MaxAge: o.HistoryTTL}
+		if o.HistoryTTL == 0 {
+			bo.History.MaxAge = -1 // the flag's 0 means no age limit
+		}
+	}
 	var ns *server.Server
 	if o.NATSURL != "" {
 		for _, u := range strings.Split(o.NATSURL, ",") {
 			bo.URLs = append(bo.URLs, strings.TrimSpace(u))
 		}
 	} else {
-		eo := natsbp.EmbeddedOptions{Listen: o.NATSListen, ClusterListen: o.NATSCluster, ServerName: o.Router.InstanceID}
+		eo := natsbp.EmbeddedOptions{Listen: o.NATSListen, ClusterListen: o.NATSCluster, ServerName: o.Router.InstanceID,
+			JetStream: o.History, StoreDir: o.DataDir}
 		for _, r := range strings.Split(o.NATSRoutes, ",") {
 			if r = strings.TrimSpace(r); r != "" {
 				eo.Routes = append(eo.Routes, r)

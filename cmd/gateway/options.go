@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -32,12 +34,24 @@ type options struct {
 	GOGC        int
 	MemoryLimit int64
 
+	DrainTime time.Duration
+	PProf     bool
+	LogLevel  string
+	LogFormat string
+	logLevel  slog.Level
+
 	APIKey      string
 	NATSURL     string
 	NATSListen  string
 	NATSCluster string
 	NATSRoutes  string
 	NATSPrefix  string
+
+	History        bool
+	DataDir        string
+	HistoryMaxMsgs int64
+	HistoryTTL     time.Duration
+	PresenceWindow time.Duration
 }
 
 // bindFlags registers every flag on fs. The -h text of each flag is the
@@ -46,7 +60,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	e := &o.Engine
 	fs.StringVar(&e.Addr, "addr", engine.DefaultAddr, "WebSocket listen address")
 	fs.StringVar(&e.WSPath, "ws-path", engine.DefaultWSPath, "WebSocket upgrade path; other paths get 404")
-	fs.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listen address (/healthz, /readyz); empty disables")
+	fs.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listen address (/healthz, /readyz, /metrics, /demo, /api/publish); empty disables")
 	fs.BoolVar(&o.Echo, "echo", false, "plain RFC 6455 echo endpoint: no auth, no JSON (conformance and benchmarks)")
 	fs.BoolVar(&o.Broadcast, "broadcast", false, "raw broadcast: every message goes unchanged to every other connection (benchmarks)")
 	fs.IntVar(&e.Loops, "loops", 0, "event loops (0 = one per core)")
@@ -85,14 +99,30 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 
 	fs.IntVar(&o.GOGC, "gogc", 100, "Go GC target percentage (lower trades CPU for less memory per idle connection; see docs/operations.md)")
 	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "soft Go memory limit in bytes (0 = none); the GC works harder near it")
-	fs.IntVar(&o.GOGC, "gogc", 100, "Go GC target percentage (lower trades CPU for less memory per idle connection; see docs/operations.md)")
-	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "soft Go memory limit in bytes (0 = none); the GC works harder near it")
+	fs.DurationVar(&o.DrainTime, "drain-time", 10*time.Second, "on SIGTERM/SIGINT, spread reconnect notices and 1001 closes over this long before exiting (a second signal exits at once)")
+	fs.BoolVar(&o.PProf, "pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin port")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json (log/slog)")
 	fs.StringVar(&o.APIKey, "api-key", "", "bearer key for POST /api/publish on the admin port (default: $WSGATE_API_KEY; empty disables the API)")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "external NATS server(s), comma-separated; empty runs an embedded NATS server")
 	fs.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server, for services ('-' = in-process only)")
 	fs.StringVar(&o.NATSCluster, "nats-cluster", "", "route listen address of the embedded NATS server, to cluster gateways (e.g. 0.0.0.0:6222)")
 	fs.StringVar(&o.NATSRoutes, "nats-routes", "", "comma-separated nats-route://host:port of other gateways' embedded servers")
 	fs.StringVar(&o.NATSPrefix, "nats-prefix", "gw", "prefix of every NATS subject")
+	fs.BoolVar(&o.History, "history", false, "keep room messages in JetStream: delivered room messages carry seq and resume replays gaps")
+	fs.StringVar(&o.DataDir, "data-dir", "wsgate-data", "where the embedded NATS server keeps history (JetStream files)")
+	fs.Int64Var(&o.HistoryMaxMsgs, "history-max-msgs", 100, "messages kept per room with -history")
+	fs.DurationVar(&o.HistoryTTL, "history-ttl", 24*time.Hour, "how long room messages are kept with -history (0 = no age limit)")
+	fs.DurationVar(&o.PresenceWindow, "presence-window", 100*time.Millisecond, "how long a presence query waits for the other instances' answers")
+}
+
+// logger builds the structured logger -log-level and -log-format ask for.
+func (o *options) logger(w io.Writer) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: o.logLevel}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
 }
 
 // finish translates flag forms into engine options and validates the whole.
@@ -152,6 +182,17 @@ func (o *options) finish() error {
 	if o.MemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("memory-limit %d: must not be negative", o.MemoryLimit))
 	}
+	if o.DrainTime < 0 {
+		errs = append(errs, fmt.Errorf("drain-time %v: must not be negative", o.DrainTime))
+	}
+	if err := o.logLevel.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", o.LogLevel))
+	}
+	switch o.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log-format %q: want text or json", o.LogFormat))
+	}
 	if o.APIKey == "" {
 		o.APIKey = os.Getenv("WSGATE_API_KEY")
 	}
@@ -161,6 +202,19 @@ func (o *options) finish() error {
 	if o.NATSPrefix == "" || strings.ContainsAny(o.NATSPrefix, " *>") {
 		errs = append(errs, fmt.Errorf("nats-prefix %q: want a subject token such as gw", o.NATSPrefix))
 	}
+	if o.HistoryMaxMsgs < 1 {
+		errs = append(errs, fmt.Errorf("history-max-msgs %d: must be at least 1", o.HistoryMaxMsgs))
+	}
+	if o.HistoryTTL < 0 {
+		errs = append(errs, fmt.Errorf("history-ttl %v: must not be negative", o.HistoryTTL))
+	}
+	if o.PresenceWindow <= 0 {
+		errs = append(errs, fmt.Errorf("presence-window %v: must be positive", o.PresenceWindow))
+	}
+	if o.History && o.DataDir == "" && o.NATSURL == "" {
+		errs = append(errs, errors.New("-history with the embedded NATS server needs -data-dir"))
+	}
+	o.Router.History = o.History
 	if o.Echo && o.Broadcast {
 		errs = append(errs, errors.New("-echo and -broadcast are exclusive"))
 	}

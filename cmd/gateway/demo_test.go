@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/browsertest"
+)
+
+// TestDemoPage checks /demo and /demo/config.json without a browser.
+func TestDemoPage(t *testing.T) {
+	gw := startGateway(t, baseArgs()...)
+	code, body, err := gw.adminGet("/demo/")
+	if err != nil || code != http.StatusOK || !strings.Contains(body, "app.js") {
+		t.Fatalf("/demo/: %d %v\n%s", code, err, body)
+	}
+	if code, body, _ := gw.adminGet("/demo/app.js"); code != http.StatusOK || !strings.Contains(body, "reconnectable") {
+		t.Fatalf("/demo/app.js: %d", code)
+	}
+	code, body, err = gw.adminGet("/demo/config.json")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("/demo/config.json: %d %v", code, err)
+	}
+	var cfg demoInfo
+	if err := json.Unmarshal([]byte(body), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if want := "ws://" + gw.Addr + "/ws"; cfg.WSURL != want || cfg.Mode != "router" {
+		t.Fatalf("config %+v, want ws_url %s", cfg, want)
+	}
+}
+
+func TestWSURL(t *testing.T) {
+	for _, c := range []struct{ addr, host, want string }{
+		{"127.0.0.1:8080", "localhost:9090", "ws://127.0.0.1:8080/ws"},
+		{"0.0.0.0:8080", "gw.example:9090", "ws://gw.example:8080/ws"},
+		{"[::]:8080", "[::1]:9090", "ws://[::1]:8080/ws"},
+		{":8080", "", "ws://127.0.0.1:8080/ws"},
+	} {
+		if got := wsURL(c.addr, "/ws", c.host); got != c.want {
+			t.Errorf("wsURL(%q, %q) = %q, want %q", c.addr, c.host, got, c.want)
+		}
+	}
+}
+
+// TestDemoBrowser opens the demo page in two tabs of a headless Chromium
+// (skipped when none is installed), chats between them, restarts the
+// gateway on the same ports and checks that both pages reconnect by
+// themselves and chat again.
+func TestDemoBrowser(t *testing.T) {
+	b := browsertest.New(t)
+	args := func(addr, admin string) []string {
+		return []string{
+			"-jwt-secret", testSecret, "-addr", addr, "-admin-addr", admin,
+			"-nats-listen", "-", "-loops", "2", "-presence-events", "-drain-time", "1s",
+		}
+	}
+	gw := startGateway(t, args("127.0.0.1:0", "127.0.0.1:0")...)
+	addr, admin := gw.Addr, gw.Admin
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	open := func(user string) *browsertest.Tab {
+		tab, err := b.NewTab()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tab.Close)
+		if err := tab.Navigate(ctx, fmt.Sprintf("http://%s/demo/?room=lobby&token=%s", admin, token(t, user))); err != nil {
+			t.Fatal(err)
+		}
+		return tab
+	}
+	wait := func(tab *browsertest.Tab, what, js string) string {
+		t.Helper()
+		v, err := tab.Wait(ctx, js, 30*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	alice, bob := open("alice"), open("bob")
+	wait(alice, "alice joined", `demo.state === "joined" && demo.user`)
+	wait(bob, "bob joined", `demo.state === "joined" && demo.user`)
+	// Presence: each page sees both users (bob joined last; alice hears
+	// user:joined and asks again).
+	wait(alice, "alice sees bob", `demo.presence.join(",") === "alice,bob" && "ok"`)
+	wait(bob, "bob sees alice", `demo.presence.join(",") === "alice,bob" && "ok"`)
+
+	if err := alice.Eval(ctx, `demo.send("hello before restart")`, nil); err != nil {
+		t.Fatal(err)
+	}
+	wait(bob, "bob gets the first message", `demo.messages.some(m => m.from === "alice" && m.text === "hello before restart") && "ok"`)
+
+	// Restart on the same ports.
+	gw.Signal(syscall.SIGTERM)
+	if code, ok := gw.Wait(15 * time.Second); !ok || code != 0 {
+		t.Fatalf("gateway exit %d (exited %v), want 0", code, ok)
+	}
+	// Each page got the drain's reconnect notice and then the 1001 close
+	// (a failed reconnect attempt meanwhile would show 1006 instead).
+	for name, tab := range map[string]*browsertest.Tab{"alice": alice, "bob": bob} {
+		v := wait(tab, name+" reconnect notice", `demo.lastReconnectAfter !== null && demo.closes.length > 0 && JSON.stringify({after: demo.lastReconnectAfter, closes: demo.closes})`)
+		var got struct {
+			After  int   `json:"after"`
+			Closes []int `json:"closes"`
+		}
+		if err := json.Unmarshal([]byte(v), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Closes[0] != 1001 || got.After < 0 || got.After >= 1000 {
+			t.Fatalf("%s: after_ms %d, closes %v; want after_ms in [0,1000) and a 1001 close first", name, got.After, got.Closes)
+		}
+	}
+	waitPortFree(t, addr)
+	gw2 := startGateway(t, args(addr, admin)...)
+	if gw2.Addr != addr || gw2.Admin != admin {
+		t.Fatalf("restarted on %s/%s, want %s/%s", gw2.Addr, gw2.Admin, addr, admin)
+	}
+
+	for name, tab := range map[string]*browsertest.Tab{"alice": alice, "bob": bob} {
+		wait(tab, name+" reconnects", `demo.reconnects >= 1 && demo.state === "joined" && "ok"`)
+	}
+	wait(alice, "alice sees bob again", `demo.presence.join(",") === "alice,bob" && "ok"`)
+	if err := bob.Eval(ctx, `demo.send("hello after restart")`, nil); err != nil {
+		t.Fatal(err)
+	}
+	wait(alice, "alice gets the message after the restart", `demo.messages.some(m => m.from === "bob" && m.text === "hello after restart") && "ok"`)
+	var closes []int
+	if err := alice.Eval(ctx, `demo.closes`, &closes); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("alice's page reconnected by itself; close codes seen: %v", closes)
+}
+
+// waitPortFree waits until addr can be bound again (the old process is gone).
+func waitPortFree(t *testing.T, addr string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() string {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err.Error()
+		}
+		_ = ln.Close()
+		return ""
+	})
+}

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/router"
+	"github.com/wsgate/wsgate/router/natsbp"
+)
+
+// statsTimeout bounds how long a scrape waits for the loops to copy their
+// counters; a loop that does not answer in time is reported as a scrape error.
+const statsTimeout = time.Second
+
+// gatewayCollector folds the per-loop counters (engine.LoopStats,
+// router.ShardSnapshot) and the backplane's counters at scrape time. The hot
+// path only increments plain loop-owned fields; nothing here runs per message.
+type gatewayCollector struct {
+	eng   *engine.Engine
+	rt    *router.Router    // nil in echo and broadcast modes
+	bp    *natsbp.Backplane // nil without a NATS backplane
+	lag   *lagMonitor       // may be nil
+	drain func() bool       // whether the gateway is draining
+	log   *slog.Logger
+
+	connections, upgrades, refused, closes, closesReceived, handshakeTimeouts,
+	pingsSent, messagesIn, bytesIn, bytesOut, slowConsumers,
+	routed, deliveries, held, gaps, dropped, rateKicks, authFailures, bpRouterErrors,
+	maxQueued, latency,
+	bpPublished, bpPublishErrors, bpReceived, bpDecodeErrors, bpDropped, bpReconnects,
+	bpDisconnects, bpSubscriptions, bpConnected,
+	lagLast, lagMax, draining, loops *prometheus.Desc
+}
+
+func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backplane, lag *lagMonitor, drain func() bool, log *slog.Logger) *gatewayCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("wsgate_"+name, help, labels, nil)
+	}
+	c := &gatewayCollector{
+		eng: eng, rt: rt, bp: bp, lag: lag, drain: drain, log: log,
+
+		connections:       d("connections", "Open connections by lifecycle state and event loop.", "state", "loop"),
+		upgrades:          d("upgrades_total", "WebSocket upgrades accepted."),
+		refused:           d("upgrades_refused_total", "Upgrade requests refused, by HTTP status (other = any status not listed).", "status"),
+		closes:            d("closes_total", "Close frames sent by the gateway, by close code (other = any code not listed).", "code"),
+		closesReceived:    d("closes_received_total", "Close frames received from clients."),
+		handshakeTimeouts: d("handshake_timeouts_total", "Connections closed because the upgrade request did not arrive within -handshake-timeout."),
+		pingsSent:         d("pings_sent_total", "Ping frames sent by the gateway."),
+		messagesIn:        d("messages_in_total", "Text and binary messages received from clients."),
+		bytesIn:           d("bytes_in_total", "Bytes read from client connections (upgrade requests and frames)."),
+		bytesOut:          d("bytes_out_total", "Bytes handed to the kernel for client connections."),
+		slowConsumers:     d("slow_consumers_total", "Connections closed with 4009 because their outbound queue passed -max-queue-bytes."),
+
+		routed:         d("messages_routed_total", "Room, user, channel and broadcast messages fanned out, counted once per event loop that had receivers."),
+		deliveries:     d("deliveries_total", "Message frames queued to receiving connections."),
+		held:           d("held_total", "Normal-priority deliveries held back while the receiver was backed up."),
+		gaps:           d("gaps_sent_total", "gap messages sent after low-priority drops."),
+		dropped:        d("dropped_total", "Messages dropped, by reason: rate_limit (inbound over -rate-msgs/-rate-bytes), low_priority (outbound, receiver backed up), slow_consumer (connections closed with 4009).", "reason"),
+		rateKicks:      d("rate_kicks_total", "Connections closed with 1008 after -rate-kick-after rate-limited messages in a row."),
+		authFailures:   d("auth_failures_total", "Tokens refused (upgrade 401 or auth:fail)."),
+		bpRouterErrors: d("backplane_publish_refused_total", "Client messages refused with error unavailable because the backplane did not take them."),
+		maxQueued:      d("max_queued_bytes", "Largest outbound queue any accepted delivery produced on the loop.", "loop"),
+		latency:        d("delivery_latency_seconds", "Time from the gateway taking a message in to queuing its frame on a receiver, sampled (one delivery in "+strconv.Itoa(router.LatencySampleEvery)+" per loop)."),
+
+		bpPublished:     d("backplane_published_total", "Messages published to NATS."),
+		bpPublishErrors: d("backplane_publish_errors_total", "NATS publish failures."),
+		bpReceived:      d("backplane_received_total", "Messages received from NATS."),
+		bpDecodeErrors:  d("backplane_decode_errors_total", "Messages from NATS that could not be decoded."),
+		bpDropped:       d("backplane_dropped_total", "Messages from NATS dropped because the receiver fell behind."),
+		bpReconnects:    d("backplane_reconnects_total", "NATS reconnects."),
+		bpDisconnects:   d("backplane_disconnects_total", "NATS disconnects."),
+		bpSubscriptions: d("backplane_subscriptions", "NATS subscriptions held (router interest)."),
+		bpConnected:     d("backplane_connected", "1 while the NATS connection is up."),
+
+		lagLast:  d("loop_lag_seconds", "Event-loop lag: time from posting a probe task to the loop until it ran, last probe (once a second).", "loop"),
+		lagMax:   d("loop_lag_max_seconds", "Largest event-loop lag over the last minute.", "loop"),
+		draining: d("draining", "1 while the gateway drains after SIGTERM/SIGINT."),
+		loops:    d("loops", "Event loops configured."),
+	}
+	return c
+}
+
+// Describe sends every descriptor.
+func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.connections, c.upgrades, c.refused, c.closes, c.closesReceived, c.handshakeTimeouts,
+		c.pingsSent, c.messagesIn, c.bytesIn, c.bytesOut, c.slowConsumers,
+		c.routed, c.deliveries, c.held, c.gaps, c.dropped, c.rateKicks, c.authFailures, c.bpRouterErrors,
+		c.maxQueued, c.latency,
+		c.bpPublished, c.bpPublishErrors, c.bpReceived, c.bpDecodeErrors, c.bpDropped, c.bpReconnects,
+		c.bpDisconnects, c.bpSubscriptions, c.bpConnected,
+		c.lagLast, c.lagMax, c.draining, c.loops,
+	} {
+		ch <- d
+	}
+}
+
+// Collect copies the counters on each loop (one Post per loop and source)
+// and folds them.
+func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+
+	gauge(c.loops, float64(len(c.eng.Loops())))
+	gauge(c.draining, b2f(c.drain != nil && c.drain()))
+
+	var slow uint64
+	if loops, err := c.eng.Stats(ctx); err != nil {
+		c.log.Warn("metrics: engine stats", "err", err)
+		ch <- prometheus.NewInvalidMetric(c.connections, err)
+	} else {
+		var sum engine.LoopStats
+		for i := range loops {
+			ls := &loops[i]
+			loop := strconv.Itoa(i)
+			for st := range ls.States {
+				if s := engine.State(st); s != engine.StateClosed {
+					gauge(c.connections, float64(ls.States[st]), s.String(), loop)
+				}
+			}
+			sum.Add(ls)
+		}
+		counter(c.upgrades, sum.Upgrades)
+		for i, n := range sum.Refusals {
+			counter(c.refused, n, refusalLabel(i))
+		}
+		for i, n := range sum.Closes {
+			counter(c.closes, n, closeLabel(i))
+		}
+		counter(c.closesReceived, sum.ClosesReceived)
+		counter(c.handshakeTimeouts, sum.HandshakeTimeouts)
+		counter(c.pingsSent, sum.PingsSent)
+		counter(c.messagesIn, sum.MessagesIn)
+		counter(c.bytesIn, sum.BytesIn)
+		counter(c.bytesOut, sum.BytesOut)
+		slow = sum.SlowConsumers
+	}
+
+	if c.rt != nil {
+		snaps, err := c.rt.Snapshot(ctx)
+		if err != nil {
+			c.log.Warn("metrics: router stats", "err", err)
+			ch <- prometheus.NewInvalidMetric(c.deliveries, err)
+		} else {
+			var sum router.ShardStats
+			var lat router.LatencyHistogram
+			for i := range snaps {
+				sum.Add(&snaps[i].Stats)
+				lat.Add(&snaps[i].Latency)
+				gauge(c.maxQueued, float64(snaps[i].Stats.MaxQueued), strconv.Itoa(i))
+			}
+			counter(c.routed, sum.MessagesRouted)
+			counter(c.deliveries, sum.Deliveries)
+			counter(c.held, sum.Held)
+			counter(c.gaps, sum.GapsSent)
+			counter(c.rateKicks, sum.RateKicks)
+			counter(c.authFailures, sum.AuthFailures)
+			counter(c.bpRouterErrors, sum.BackplaneErrors)
+			counter(c.dropped, sum.RateLimited, "rate_limit")
+			counter(c.dropped, sum.DroppedLow, "low_priority")
+			slow += sum.SlowConsumers
+			buckets := make(map[float64]uint64, len(router.LatencyBuckets))
+			var cum uint64
+			for i, ub := range router.LatencyBuckets {
+				cum += lat.Counts[i]
+				buckets[ub] = cum
+			}
+			ch <- prometheus.MustNewConstHistogram(c.latency, lat.Count, float64(lat.SumNS)/1e9, buckets)
+		}
+	}
+	counter(c.slowConsumers, slow)
+	counter(c.dropped, slow, "slow_consumer")
+
+	if c.bp != nil {
+		s := c.bp.Stats()
+		counter(c.bpPublished, s.Published)
+		counter(c.bpPublishErrors, s.PublishErrors)
+		counter(c.bpReceived, s.Received)
+		counter(c.bpDecodeErrors, s.DecodeErrors)
+		counter(c.bpDropped, s.Dropped)
+		counter(c.bpReconnects, s.Reconnects)
+		counter(c.bpDisconnects, s.Disconnects)
+		gauge(c.bpSubscriptions, float64(s.Subscriptions))
+		gauge(c.bpConnected, b2f(c.bp.Ready()))
+	}
+
+	if c.lag != nil {
+		for i, l := range c.lag.snapshot() {
+			loop := strconv.Itoa(i)
+			gauge(c.lagLast, l.last.Seconds(), loop)
+			gauge(c.lagMax, l.max.Seconds(), loop)
+		}
+	}
+}
+
+func refusalLabel(i int) string {
+	if i < len(engine.RefusalStatuses) {
+		return strconv.Itoa(engine.RefusalStatuses[i])
+	}
+	return "other"
+}
+
+func closeLabel(i int) string {
+	if i < len(engine.CloseCodes) {
+		return strconv.Itoa(int(engine.CloseCodes[i]))
+	}
+	return "other"
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// newRegistry is the admin port's Prometheus registry: the gateway's own
+// collector plus the Go runtime and process collectors.
+func newRegistry(gc *gatewayCollector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(gc, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// --- event-loop lag -----------------------------------------------------------
+
+// lagWindow is how many probes loop_lag_max_seconds looks back over.
+const lagWindow = 60
+
+// lagMonitor measures each loop's lag: every interval it posts a probe Task
+// to each running loop and records the time until it ran. A probe that has
+// not run by the next interval is not re-posted; the loop's lag then reads
+// as the time since that probe was posted, so a stuck loop shows a growing
+// lag instead of none.
+type lagMonitor struct {
+	eng      *engine.Engine
+	interval time.Duration
+
+	mu    sync.Mutex
+	loops []loopLag
+}
+
+type loopLag struct {
+	pending time.Time // when the outstanding probe was posted; zero when none
+	last    time.Duration
+	ring    [lagWindow]time.Duration
+	next    int
+}
+
+// lagSample is one loop's lag as reported to metrics.
+type lagSample struct{ last, max time.Duration }
+
+func newLagMonitor(eng *engine.Engine, interval time.Duration) *lagMonitor {
+	return &lagMonitor{eng: eng, interval: interval, loops: make([]loopLag, len(eng.Loops()))}
+}
+
+// run probes until ctx ends.
+func (m *lagMonitor) run(ctx context.Context) {
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.probe()
+		}
+	}
+}
+
+type lagProbe struct {
+	m     *lagMonitor
+	i     int
+	start time.Time
+}
+
+func (m *lagMonitor) probe() {
+	now := time.Now()
+	for i, l := range m.eng.Loops() {
+		m.mu.Lock()
+		ll := &m.loops[i]
+		if !ll.pending.IsZero() {
+			ll.last = now.Sub(ll.pending)
+			m.mu.Unlock()
+			continue
+		}
+		ll.pending = now
+		m.mu.Unlock()
+		if !l.Post(engine.Task{Fn: lagTask, Arg: &lagProbe{m: m, i: i, start: now}}) {
+			m.mu.Lock()
+			ll.pending = time.Time{}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// lagTask runs on the probed loop.
+func lagTask(_ *engine.Loop, arg any) {
+	p := arg.(*lagProbe)
+	d := time.Since(p.start)
+	p.m.mu.Lock()
+	ll := &p.m.loops[p.i]
+	ll.pending = time.Time{}
+	ll.last = d
+	ll.ring[ll.next] = d
+	ll.next = (ll.next + 1) % lagWindow
+	p.m.mu.Unlock()
+}
+
+func (m *lagMonitor) snapshot() []lagSample {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]lagSample, len(m.loops))
+	for i := range m.loops {
+		ll := &m.loops[i]
+		s := lagSample{last: ll.last, max: ll.last}
+		for _, d := range ll.ring {
+			s.max = max(s.max, d)
+		}
+		out[i] = s
+	}
+	return out
+}
