@@ -96,32 +96,39 @@ func (s *LoopStats) RefusalCount(status int) uint64 { return s.Refusals[refusalI
 
 // Stats returns each running loop's counters, copied on the loop itself.
 func (e *Engine) Stats(ctx context.Context) ([]LoopStats, error) {
-	type snap struct {
-		stats LoopStats
-		done  chan struct{}
+	return Collect(ctx, e.loops, func(l *Loop) LoopStats { return l.stats })
+}
+
+// Collect runs read on every running loop (through Post, so read may look at
+// loop-owned state without a race) and returns the results indexed like
+// loops; a loop that is not running leaves its zero value. It waits at most
+// until ctx is done. For metrics and tests, not for hot paths.
+func Collect[T any](ctx context.Context, loops []*Loop, read func(*Loop) T) ([]T, error) {
+	type result struct {
+		v    T
+		done chan struct{}
 	}
-	out := make([]LoopStats, len(e.loops))
-	snaps := make([]*snap, len(e.loops))
-	for i, l := range e.loops {
-		s := &snap{done: make(chan struct{})}
-		if !l.Post(Task{Fn: func(l *Loop, arg any) {
-			a := arg.(*snap)
-			a.stats = l.stats
-			close(a.done)
-		}, Arg: s}) {
-			continue
+	out := make([]T, len(loops))
+	pending := make([]*result, len(loops))
+	for i, l := range loops {
+		res := &result{done: make(chan struct{})}
+		if l.Post(Task{Fn: func(l *Loop, arg any) {
+			r := arg.(*result)
+			r.v = read(l)
+			close(r.done)
+		}, Arg: res}) {
+			pending[i] = res
 		}
-		snaps[i] = s
 	}
-	for i, s := range snaps {
-		if s == nil {
+	for i, res := range pending {
+		if res == nil {
 			continue
 		}
 		select {
-		case <-s.done:
-			out[i] = s.stats
+		case <-res.done:
+			out[i] = res.v
 		case <-ctx.Done():
-			return nil, fmt.Errorf("engine: stats of loop %d: %w", i, ctx.Err())
+			return nil, fmt.Errorf("engine: collect from loop %d: %w", i, ctx.Err())
 		}
 	}
 	return out, nil

@@ -450,37 +450,30 @@ func (r *Router) handleAuth(cl *client, e *Envelope) {
 }
 
 func (r *Router) handleJoin(cl *client, e *Envelope) {
-	s := cl.shard
-	switch {
-	case !cl.claims.MayJoin(e.Room):
-		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not join this room"}, e.ID)
-		return
-	case cl.member(KindRoom, e.Room) >= 0:
-		// Joining twice is harmless: answer as if it were the first time.
-	case len(cl.members) > r.opts.MaxSubscriptions:
-		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "too many rooms and channels"}, e.ID)
-		return
-	default:
-		r.joinAddr(cl, KindRoom, string(e.Room))
-	}
-	s.out = cl.codec.AppendSimple(s.out[:0], "joined", "room", e.Room, e.ID)
-	s.write(cl, s.out)
+	r.addMembership(cl, e, KindRoom, e.Room, cl.claims.MayJoin(e.Room), "may not join this room", "joined", "room")
 }
 
 func (r *Router) handleSubscribe(cl *client, e *Envelope) {
+	r.addMembership(cl, e, KindChannel, e.Channel, cl.claims.MaySubscribe(e.Channel), "may not subscribe to this channel", "subscribed", "channel")
+}
+
+// addMembership joins a room or subscribes a channel after the permission
+// and limit checks, and replies. Doing it twice is harmless: the second time
+// answers as if it were the first.
+func (r *Router) addMembership(cl *client, e *Envelope, kind Kind, name []byte, allowed bool, forbidden, reply, key string) {
 	s := cl.shard
 	switch {
-	case !cl.claims.MaySubscribe(e.Channel):
-		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not subscribe to this channel"}, e.ID)
+	case !allowed:
+		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: forbidden}, e.ID)
 		return
-	case cl.member(KindChannel, e.Channel) >= 0:
+	case cl.member(kind, name) >= 0:
 	case len(cl.members) > r.opts.MaxSubscriptions:
 		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "too many rooms and channels"}, e.ID)
 		return
 	default:
-		r.joinAddr(cl, KindChannel, string(e.Channel))
+		r.joinAddr(cl, kind, string(name))
 	}
-	s.out = cl.codec.AppendSimple(s.out[:0], "subscribed", "channel", e.Channel, e.ID)
+	s.out = cl.codec.AppendSimple(s.out[:0], reply, key, name, e.ID)
 	s.write(cl, s.out)
 }
 

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/wsgate/wsgate/engine"
 )
@@ -66,37 +65,12 @@ func (s *ShardStats) Add(o *ShardStats) {
 // itself (like engine.Engine.Stats), so readers never race with it. A loop
 // that never had a connection reports zeros.
 func (r *Router) Stats(ctx context.Context) ([]ShardStats, error) {
-	type snap struct {
-		stats ShardStats
-		done  chan struct{}
-	}
-	out := make([]ShardStats, len(r.shards))
-	snaps := make([]*snap, len(r.shards))
-	for i, s := range r.shards {
-		sn := &snap{done: make(chan struct{})}
-		if !s.loop.Post(engine.Task{Fn: func(l *engine.Loop, arg any) {
-			a := arg.(*snap)
-			if sh, ok := l.Data().(*shard); ok {
-				a.stats = sh.stats
-			}
-			close(a.done)
-		}, Arg: sn}) {
-			continue
+	return engine.Collect(ctx, r.eng.Loops(), func(l *engine.Loop) ShardStats {
+		if sh, ok := l.Data().(*shard); ok {
+			return sh.stats
 		}
-		snaps[i] = sn
-	}
-	for i, sn := range snaps {
-		if sn == nil {
-			continue
-		}
-		select {
-		case <-sn.done:
-			out[i] = sn.stats
-		case <-ctx.Done():
-			return nil, fmt.Errorf("router: stats of loop %d: %w", i, ctx.Err())
-		}
-	}
-	return out, nil
+		return ShardStats{}
+	})
 }
 
 func newShard(l *engine.Loop, r *Router) *shard {

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/wsgate/wsgate/engine"
@@ -85,38 +84,12 @@ type ShardSnapshot struct {
 // loop itself (one Post per loop, like Stats). A loop that never had a
 // connection reports zeros.
 func (r *Router) Snapshot(ctx context.Context) ([]ShardSnapshot, error) {
-	type snap struct {
-		v    ShardSnapshot
-		done chan struct{}
-	}
-	out := make([]ShardSnapshot, len(r.shards))
-	snaps := make([]*snap, len(r.shards))
-	for i, s := range r.shards {
-		sn := &snap{done: make(chan struct{})}
-		if !s.loop.Post(engine.Task{Fn: func(l *engine.Loop, arg any) {
-			a := arg.(*snap)
-			if sh, ok := l.Data().(*shard); ok {
-				a.v.Stats = sh.stats
-				a.v.Latency = sh.lat
-			}
-			close(a.done)
-		}, Arg: sn}) {
-			continue
+	return engine.Collect(ctx, r.eng.Loops(), func(l *engine.Loop) ShardSnapshot {
+		if sh, ok := l.Data().(*shard); ok {
+			return ShardSnapshot{Stats: sh.stats, Latency: sh.lat}
 		}
-		snaps[i] = sn
-	}
-	for i, sn := range snaps {
-		if sn == nil {
-			continue
-		}
-		select {
-		case <-sn.done:
-			out[i] = sn.v
-		case <-ctx.Done():
-			return nil, fmt.Errorf("router: snapshot of loop %d: %w", i, ctx.Err())
-		}
-	}
-	return out, nil
+		return ShardSnapshot{}
+	})
 }
 
 // Backplane returns the backplane the router was configured with (nil
