@@ -38,9 +38,27 @@ fuzz-short:
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=$(FUZZTIME)
 
-## bench: micro-benchmarks (allocations included)
+## bench: quick load comparison (< 5 min) of gateway vs nbio vs gorilla, results in bench/results/<timestamp>/
+## (micro-benchmarks: go test -run='^$$' -bench=. -benchmem ./frame/ ./engine/). See docs/benchmarks.md.
+BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
+BENCH_ARGS ?=
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./frame/ ./engine/
+	$(GO) build -o $(BIN)/wsbench ./cmd/wsbench
+	$(BIN)/wsbench compare -targets gateway,nbio,gorilla -out $(BENCH_OUT) -profile \
+		-scenarios idle,connect,echo,broadcast,reconnect,room \
+		-idle.counts 0,2k,5k,10k -idle.settle 1s \
+		-connect.conns 10000 \
+		-echo.conns 1000 -echo.rate 20000 -echo.duration 5s \
+		-broadcast.receivers 5000 -broadcast.rate 200 -broadcast.duration 5s -broadcast.drain 3s \
+		-reconnect.conns 5000 \
+		-room.receivers 5000 -room.rate 200 -room.duration 5s -room.drain 3s $(BENCH_ARGS)
+
+## bench-full: every scenario at its default size (idle/connect 19k, echo 20k msg/s 10 s, broadcast 1M deliveries/s offered,
+## reconnect 10k) plus the router scenarios (room vs raw, p2p, cross-instance, slow consumers), with gateway CPU profiles
+bench-full:
+	$(GO) build -o $(BIN)/wsbench ./cmd/wsbench
+	$(BIN)/wsbench compare -targets gateway,nbio,gorilla -out $(BENCH_OUT) -profile \
+		-scenarios idle,connect,echo,broadcast,reconnect,room,p2p,cross,slow $(BENCH_ARGS)
 
 ## conformance: Autobahn|Testsuite against gateway -echo (AUTOBAHN_DIR, see scripts/conformance.sh)
 conformance:

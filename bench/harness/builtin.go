@@ -100,6 +100,9 @@ func defineIdle(fs *flag.FlagSet, p string) RunFunc {
 				r.Notes = append(r.Notes, fmt.Sprintf("wanted %d connections, %d open", c, pr.Open))
 			}
 		}
+		if e.Profile {
+			e.saveProfile(in, r, "heap", "/debug/pprof/heap?gc=1")
+		}
 		slope, icpt := report.LeastSquares(xs, ys)
 		r.BytesPerConn = slope
 		r.BaselineRSS = int64(icpt)
@@ -136,9 +139,13 @@ type msgParams struct {
 }
 
 func defineMsg(fs *flag.FlagSet, p string, rate float64, drain time.Duration) msgParams {
+	return defineMsgSize(fs, p, rate, 64, drain)
+}
+
+func defineMsgSize(fs *flag.FlagSet, p string, rate float64, size int, drain time.Duration) msgParams {
 	return msgParams{
 		rate:     fs.Float64(p+"rate", rate, "offered messages per second, all senders together"),
-		size:     fs.Int(p+"size", 64, fmt.Sprintf("payload bytes (min %d: send time, magic, sequence)", MinRawSize)),
+		size:     fs.Int(p+"size", size, fmt.Sprintf("payload bytes (min %d raw: send time, magic, sequence; router scenarios: bytes of the data string, min %d)", MinRawSize, MinJSONSize)),
 		duration: fs.Duration(p+"duration", 10*time.Second, "measured window"),
 		warmup:   fs.Duration(p+"warmup", time.Second, "paced sending before the measured window"),
 		drain:    fs.Duration(p+"drain", drain, "max wait for in-flight messages after the window"),
@@ -149,7 +156,7 @@ func defineMsg(fs *flag.FlagSet, p string, rate float64, drain time.Duration) ms
 
 // runPaced runs the paced phase and fills the message fields of r.
 // expected computes the deliveries expected from the messages sent in the window.
-func runPaced(e *Env, in *Instance, pool *Pool, mp msgParams, sendersPer []int, totalSenders int, r *report.Result, expected func(sentWindow int64) int64) error {
+func runPaced(e *Env, in sampler, pool *Pool, mp msgParams, sendersPer []int, totalSenders int, r *report.Result, expected func(sentWindow int64) int64) error {
 	start := time.Now().Add(300 * time.Millisecond).UnixNano()
 	from := start + int64(*mp.warmup)
 	to := from + int64(*mp.duration)
@@ -161,6 +168,7 @@ func runPaced(e *Env, in *Instance, pool *Pool, mp msgParams, sendersPer []int, 
 		return err
 	}
 	sleepUntil(from)
+	prof := e.profileWindow(in, r, *mp.duration)
 	s0, c0 := in.Sample(), pool.ClientSample()
 	p0, err := pool.Poll()
 	if err != nil {
@@ -168,6 +176,7 @@ func runPaced(e *Env, in *Instance, pool *Pool, mp msgParams, sendersPer []int, 
 	}
 	sleepUntil(to)
 	s1, c1 := in.Sample(), pool.ClientSample()
+	prof()
 	p1, err := pool.Poll()
 	if err != nil {
 		return err

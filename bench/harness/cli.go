@@ -146,12 +146,15 @@ func writeCompare(dir string, rs []report.Result, base string, targets []string,
 	ratios := report.Ratios(rs, base, others)
 	fmt.Fprintln(stdout)
 	report.RatioTable(stdout, ratios, base, others)
+	pairs := report.Pairs(rs)
+	report.PairMarkdown(stdout, pairs)
 	f, err := os.Create(filepath.Join(dir, "results.md"))
 	if err == nil {
 		report.Markdown(f, "wsbench compare", ratios, base, others)
+		report.PairMarkdown(f, pairs)
 		f.Close()
 	}
-	_ = report.WriteJSON(filepath.Join(dir, "ratios.json"), ratios)
+	_ = report.WriteJSON(filepath.Join(dir, "ratios.json"), map[string]any{"ratios": ratios, "pairs": pairs})
 }
 
 func reportMain(args []string, stdout, stderr io.Writer) int {

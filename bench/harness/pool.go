@@ -196,6 +196,9 @@ func addProgress(a, b Progress) Progress {
 	a.Other += b.Other
 	a.BytesIn += b.BytesIn
 	a.Reopened += b.Reopened
+	a.Ready += b.Ready
+	a.SlowRecv += b.SlowRecv
+	a.Errors += b.Errors
 	return a
 }
 

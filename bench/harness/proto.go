@@ -25,6 +25,15 @@ type WorkerInit struct {
 	ReadBuf          int    `json:"read_buf,omitempty"`
 	MinIterationUs   int    `json:"min_iteration_us,omitempty"`
 	ProgressMs       int    `json:"progress_ms,omitempty"`
+	// CodecArgs configure the codec (JSON codec: mode, room, secret, ...).
+	CodecArgs map[string]string `json:"codec_args,omitempty"`
+	// IDBase is the global id of this worker's connection 0 (connection ids
+	// are global across workers: base + worker-local id).
+	IDBase int `json:"id_base,omitempty"`
+	// SenderTarget, when > 0, makes every sending connection dial
+	// Targets[SenderTarget-1] (publishers on one instance); receivers go
+	// round robin over all targets.
+	SenderTarget int `json:"sender_target,omitempty"`
 	// PortLo..PortHi: explicit source ports (0 = kernel picks)
 	PortLo int `json:"port_lo,omitempty"`
 	PortHi int `json:"port_hi,omitempty"`
@@ -40,6 +49,7 @@ type Cmd struct {
 	Hold      bool `json:"hold,omitempty"`      // keep connections open after the upgrade
 	Reconnect bool `json:"reconnect,omitempty"` // redial whatever closes
 	WaitMs    int  `json:"wait_ms,omitempty"`   // give up waiting for the connect phase after this
+	Slow      int  `json:"slow,omitempty"`      // worker-local ids in [Senders, Senders+Slow) stop reading during "run"
 	// run
 	StartNs     int64   `json:"start_ns,omitempty"`
 	DurationNs  int64   `json:"duration_ns,omitempty"`
@@ -48,6 +58,7 @@ type Cmd struct {
 	Text        bool    `json:"text,omitempty"`
 	MeasureFrom int64   `json:"measure_from,omitempty"` // record latency of messages intended in [from,to)
 	MeasureTo   int64   `json:"measure_to,omitempty"`
+	ResumeNs    int64   `json:"resume_ns,omitempty"` // slow connections read again from this time (0 = at the end of the run)
 	// mark
 	RefNs int64 `json:"ref_ns,omitempty"`
 }
@@ -66,7 +77,10 @@ type Progress struct {
 	SentWindow int64 `json:"sent_window"`
 	Other      int64 `json:"other"` // data messages that were not ours
 	BytesIn    int64 `json:"bytes_in"`
-	Reopened   int64 `json:"reopened"` // opens after the last mark
+	Reopened   int64 `json:"reopened"`  // opens after the last mark
+	Ready      int64 `json:"ready"`     // connections the codec reported ready (e.g. room joined)
+	SlowRecv   int64 `json:"slow_recv"` // measured payloads received by slow connections (not in Recv)
+	Errors     int64 `json:"errors"`    // protocol error replies (codec-classified)
 }
 
 // Event is a worker -> parent line.

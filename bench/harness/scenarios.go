@@ -28,6 +28,7 @@ type Common struct {
 	MinIteration   time.Duration
 	Quiet          bool
 	Ports          string
+	Profile        bool
 }
 
 // Register adds the common flags.
@@ -42,6 +43,7 @@ func (c *Common) Register(fs *flag.FlagSet, defTargets string) {
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "TCP connect + upgrade timeout")
 	fs.DurationVar(&c.MinIteration, "batch", 0, "minimum client loop iteration (lets frames pile up per read; 0 = off; latency resolution gets coarser by up to this)")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&c.Profile, "profile", false, "targets with pprof (the gateway): save a CPU profile of the measured window (and a heap profile for idle) under <out>/profiles/")
 	fs.StringVar(&c.Ports, "ports", "10000-32767", "explicit client source-port range per source address (faster connect than the kernel's search); \"\" = kernel picks")
 }
 
@@ -102,9 +104,13 @@ func (e *Env) logf(format string, a ...any) {
 // given name prefix, "" for the scenario's own subcommand) and returns the
 // function that runs it against one started target.
 type Scenario struct {
-	Name   string
-	Help   string
-	Mode   string // server mode the target is started in
+	Name string
+	Help string
+	Mode string // server mode the target is started in
+	// Self: the scenario starts (and stops) its server instances itself;
+	// RunFunc gets an Instance with only Spec set. Targets whose Modes
+	// lack Mode are left out of the run (no result).
+	Self   bool
 	Define func(fs *flag.FlagSet, prefix string) RunFunc
 }
 
@@ -166,8 +172,24 @@ func (e *Env) RunScenario(s *Scenario, run RunFunc, params map[string]any) []rep
 			r.LoadAvg = strings.TrimSpace(string(la))
 		}
 		t0 := time.Now()
+		if !ts.Supports(s.Mode) {
+			e.logf("== %s: %s has no %s mode, left out", s.Name, ts.Name, s.Mode)
+			continue
+		}
 		e.logf("== %s against %s", s.Name, ts.Name)
-		in, err := Start(e.B, ts, s.Mode, filepath.Join(e.OutDir, "logs", s.Name+"-"+ts.Name+".log"))
+		if s.Self {
+			in := &Instance{Spec: ts}
+			if err := run(e, in, &r); err != nil {
+				r.Status, r.Error = "error", err.Error()
+				e.logf("   error: %v", err)
+			}
+			r.WallS = time.Since(t0).Seconds()
+			out = append(out, r)
+			e.Run.Results = append(e.Run.Results, r)
+			_ = e.Save()
+			continue
+		}
+		in, err := StartWith(e.B, ts, s.Mode, e.pprofArgs(ts), filepath.Join(e.OutDir, "logs", s.Name+"-"+ts.Name+".log"))
 		if err != nil {
 			r.Status, r.Error = "skipped", err.Error()
 			e.logf("   skipped: %v", err)
@@ -238,7 +260,26 @@ func (e *Env) sourcesFor(i int) []string {
 
 // pool starts workers for n connections against in.
 func (e *Env) pool(in *Instance, n int, codec string) (*Pool, []int, error) {
+	return e.poolOpts(poolOpts{addrs: []string{in.Addr}, path: in.Path, n: n, codec: codec})
+}
+
+type poolOpts struct {
+	addrs        []string // host:port, round robin over connections
+	path         string
+	n            int
+	codec        string
+	codecArgs    map[string]string
+	senderTarget int // >0: senders dial addrs[senderTarget-1]
+}
+
+func (e *Env) poolOpts(o poolOpts) (*Pool, []int, error) {
+	n := o.n
 	w := e.workersFor(n)
+	per := split(n, w)
+	base := make([]int, w)
+	for i := 1; i < w; i++ {
+		base[i] = base[i-1] + per[i-1]
+	}
 	var plo, phi int
 	if e.Ports != "" && e.sourcesFor(0) != nil {
 		if _, err := fmt.Sscanf(e.Ports, "%d-%d", &plo, &phi); err != nil {
@@ -246,17 +287,18 @@ func (e *Env) pool(in *Instance, n int, codec string) (*Pool, []int, error) {
 		}
 	}
 	p, err := StartPool(w, func(i int) WorkerInit {
-		return WorkerInit{PortLo: plo, PortHi: phi, Targets: []string{in.Addr}, Path: in.Path, Sources: e.sourcesFor(i), Loops: e.Loops,
-			Codec: codec, ConnectTimeoutMs: int(e.ConnectTimeout / time.Millisecond),
-			MinIterationUs: int(e.MinIteration / time.Microsecond)}
+		return WorkerInit{PortLo: plo, PortHi: phi, Targets: o.addrs, Path: o.path, Sources: e.sourcesFor(i), Loops: e.Loops,
+			Codec: o.codec, CodecArgs: o.codecArgs, IDBase: base[i], SenderTarget: o.senderTarget,
+			ConnectTimeoutMs: int(e.ConnectTimeout / time.Millisecond),
+			MinIterationUs:   int(e.MinIteration / time.Microsecond)}
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, split(n, w), nil
+	return p, per, nil
 }
 
-func (e *Env) progress(p *Pool, label string, in *Instance) {
+func (e *Env) progress(p *Pool, label string, in sampler) {
 	if e.Quiet {
 		return
 	}

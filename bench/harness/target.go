@@ -40,11 +40,31 @@ type TargetSpec struct {
 	// Pid (optional) is sampled for RSS/CPU.
 	URL string
 	Pid int
+	// Modes the target can run in (nil = echo and broadcast; external URL
+	// targets are taken to run whatever the scenario needs). The gateway
+	// also has "router" (JWT auth, rooms, NATS backplane).
+	Modes []string
+	// PprofArgs enable net/http/pprof on {admin} (wsbench -profile).
+	PprofArgs []string
+}
+
+// Supports reports whether the target can run in mode.
+func (ts TargetSpec) Supports(mode string) bool {
+	if ts.URL != "" || mode == "echo" || mode == "broadcast" {
+		return true
+	}
+	for _, m := range ts.Modes {
+		if m == mode {
+			return true
+		}
+	}
+	return false
 }
 
 // Builtin targets.
 var Builtin = map[string]TargetSpec{
-	"gateway": {Name: "gateway", Pkg: "./cmd/gateway", Args: []string{"{modeflag}", "-addr", "{addr}", "-admin-addr", "{admin}"}, Health: "/healthz"},
+	"gateway": {Name: "gateway", Pkg: "./cmd/gateway", Args: []string{"{modeflag}", "-addr", "{addr}", "-admin-addr", "{admin}", "-drain-time", "0s"}, Health: "/healthz",
+		Modes: []string{"echo", "broadcast", "router"}, PprofArgs: []string{"-pprof"}},
 	"gorilla": {Name: "gorilla", Pkg: "./bench/peers/gorilla", Args: []string{"-addr", "{addr}", "-mode", "{mode}"}},
 	"nbio":    {Name: "nbio", Pkg: "./bench/peers/nbio", Args: []string{"-addr", "{addr}", "-mode", "{mode}", "-pollers", "2"}},
 }
@@ -177,6 +197,13 @@ func freePort() (string, error) {
 // Start launches (or, for an external URL, attaches to) the target in mode
 // (echo|broadcast) and waits until it accepts connections.
 func Start(b *Builder, ts TargetSpec, mode, logPath string) (*Instance, error) {
+	return StartWith(b, ts, mode, nil, logPath)
+}
+
+// StartWith is Start with extra arguments appended to the target's command
+// line. Mode "router" expands {modeflag} to nothing: the gateway's default
+// mode, configured by extra (-jwt-secret, -nats-listen, ...).
+func StartWith(b *Builder, ts TargetSpec, mode string, extra []string, logPath string) (*Instance, error) {
 	in := &Instance{Spec: ts, Mode: mode, Path: ts.Path}
 	if in.Path == "" {
 		in.Path = "/ws"
@@ -201,13 +228,19 @@ func Start(b *Builder, ts TargetSpec, mode, logPath string) (*Instance, error) {
 		return nil, err
 	}
 	modeflag := "-echo"
-	if mode == "broadcast" {
+	switch mode {
+	case "broadcast":
 		modeflag = "-broadcast"
+	case "router":
+		modeflag = ""
 	}
 	r := strings.NewReplacer("{addr}", in.Addr, "{admin}", in.Admin, "{mode}", mode, "{modeflag}", modeflag)
 	for _, a := range ts.Args {
-		in.args = append(in.args, r.Replace(a))
+		if a = r.Replace(a); a != "" {
+			in.args = append(in.args, a)
+		}
 	}
+	in.args = append(in.args, extra...)
 	if logPath != "" {
 		_ = os.MkdirAll(filepath.Dir(logPath), 0o755)
 		if in.log, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {

@@ -33,6 +33,26 @@ type Codec interface {
 	Decode(p []byte) (intendedNs int64, ok bool)
 }
 
+// Control classes returned by ControlCodec.Control.
+const (
+	CtlOther  = iota // not ours: counted in Progress.Other
+	CtlIgnore        // expected protocol chatter (auth:ok, acks)
+	CtlReady         // the connection is ready (e.g. joined): Progress.Ready
+	CtlError         // an error reply: Progress.Errors
+)
+
+// ControlCodec is an optional Codec extension: it classifies the data
+// messages Decode rejected (protocol replies such as joined or error).
+type ControlCodec interface {
+	Control(c *loadclient.Conn, p []byte) int
+}
+
+// PathCodec is an optional Codec extension: a per-connection request path
+// (e.g. /ws?token=<token of user u<id>>). globalID is unique across workers.
+type PathCodec interface {
+	Path(globalID int, sender bool) string
+}
+
 var (
 	codecMu sync.Mutex
 	codecs  = map[string]func(*WorkerInit) Codec{}
@@ -75,8 +95,16 @@ func (rawCodec) Decode(p []byte) (int64, bool) {
 	return int64(binary.LittleEndian.Uint64(p)), true
 }
 
+// connection tags
+const (
+	tagReceiver uint8 = iota
+	tagSender
+	tagSlow
+)
+
 type counters struct {
 	dials, failed, closed, sent, sendFailed, recv, recvWindow, sentWindow, other, reopened, connecting atomic.Int64
+	ready, slowRecv, errors                                                                            atomic.Int64
 }
 
 type runState struct {
@@ -107,6 +135,9 @@ type wloop struct {
 
 	want, nextSlot, inflight, maxInflight int
 	senders                               int // worker-local ids below this send
+	slow                                  int // worker-local ids in [senders, senders+slow) stop reading in "run"
+	resumeAt                              int64
+	paused                                []*loadclient.Conn
 	hold, reconnect, connecting           bool
 	connectDone                           chan struct{}
 	redials                               []redial
@@ -135,8 +166,11 @@ func (w *worker) emit(ev Event) {
 	_ = w.out.Encode(ev)
 }
 
-func (w *worker) target(id int) *loadclient.Target {
+func (w *worker) target(id int, sender bool) *loadclient.Target {
 	d := id % w.nd
+	if sender && w.init.SenderTarget > 0 && w.init.SenderTarget <= w.nd {
+		d = w.init.SenderTarget - 1
+	}
 	s := (id / w.nd) % w.ns
 	return w.targets[d*w.ns+s]
 }
@@ -295,6 +329,9 @@ func (w *worker) progress() Progress {
 		p.SentWindow += c.sentWindow.Load()
 		p.Other += c.other.Load()
 		p.Reopened += c.reopened.Load()
+		p.Ready += c.ready.Load()
+		p.SlowRecv += c.slowRecv.Load()
+		p.Errors += c.errors.Load()
 	}
 	return p
 }
@@ -321,7 +358,7 @@ func (w *worker) handle(c *Cmd) (Event, error) {
 			dones[i] = ch
 			wl.l.Post(func() {
 				wl.want, wl.maxInflight, wl.hold, wl.reconnect = want, inflight, c.Hold, c.Reconnect
-				wl.senders = c.Senders
+				wl.senders, wl.slow = c.Senders, c.Slow
 				wl.connecting = true
 				wl.connectDone = ch
 				for len(wl.conns) < want {
@@ -355,6 +392,20 @@ func (w *worker) handle(c *Cmd) (Event, error) {
 			wl := wl
 			wl.l.Post(func() {
 				wl.winFrom, wl.winTo = c.MeasureFrom, c.MeasureTo
+				if wl.slow > 0 {
+					// slow consumers stop reading now, read again at ResumeNs
+					wl.resumeAt = c.ResumeNs
+					if wl.resumeAt == 0 {
+						wl.resumeAt = c.StartNs + c.DurationNs
+					}
+					wl.paused = wl.paused[:0]
+					for _, cn := range wl.conns {
+						if cn != nil && cn.Tag == tagSlow && cn.IsOpen() {
+							cn.SetReading(false)
+							wl.paused = append(wl.paused, cn)
+						}
+					}
+				}
 				var senders []int
 				for slot := range wl.conns {
 					if wl.idx+slot*L < wl.senders {
@@ -399,6 +450,7 @@ func (w *worker) handle(c *Cmd) (Event, error) {
 			wl := wl
 			wl.l.Call(func() {
 				wl.reconnect, wl.connecting, wl.run, wl.redials = false, false, nil, nil
+				wl.paused, wl.resumeAt = nil, 0
 				for _, cn := range wl.conns {
 					if cn != nil {
 						cn.Close(false)
@@ -449,13 +501,19 @@ func (wl *wloop) dial(slot int, now int64) {
 	id := wl.idx + slot*L
 	var tag uint8
 	if id < wl.senders {
-		tag = 1
+		tag = tagSender
+	} else if id < wl.senders+wl.slow {
+		tag = tagSlow
 	}
 	if wl.firstDial == 0 {
 		wl.firstDial = now
 	}
 	wl.c.dials.Add(1)
-	c, err := wl.l.Dial(wl.w.target(id), int32(slot), tag)
+	t := wl.w.target(id, tag == tagSender)
+	if pc, ok := wl.codec.(PathCodec); ok {
+		t = t.WithPath(pc.Path(wl.w.init.IDBase+id, tag == tagSender))
+	}
+	c, err := wl.l.Dial(t, int32(slot), tag)
 	if err != nil {
 		reason := err.Error()
 		if de, ok := err.(*loadclient.DialError); ok {
@@ -513,7 +571,22 @@ func (wl *wloop) OnOpen(c *loadclient.Conn) {
 func (wl *wloop) OnMessage(c *loadclient.Conn, op byte, p []byte) {
 	intended, ok := wl.codec.Decode(p)
 	if !ok {
-		wl.c.other.Add(1)
+		kind := CtlOther
+		if cc, isCC := wl.codec.(ControlCodec); isCC {
+			kind = cc.Control(c, p)
+		}
+		switch kind {
+		case CtlReady:
+			wl.c.ready.Add(1)
+		case CtlError:
+			wl.c.errors.Add(1)
+		case CtlOther:
+			wl.c.other.Add(1)
+		}
+		return
+	}
+	if c.Tag == tagSlow {
+		wl.c.slowRecv.Add(1)
 		return
 	}
 	wl.c.recv.Add(1)
@@ -534,7 +607,11 @@ func (wl *wloop) OnClose(c *loadclient.Conn, wasOpen bool, reason string) {
 		wl.c.failed.Add(1)
 	} else if reason != "local" {
 		wl.c.closed.Add(1)
-		wl.failures["dropped:"+reason]++
+		if c.Tag == tagSlow {
+			wl.failures["slow dropped:"+reason]++
+		} else {
+			wl.failures["dropped:"+reason]++
+		}
 	}
 	if slot < len(wl.conns) && wl.conns[slot] == c {
 		wl.conns[slot] = nil
@@ -572,6 +649,16 @@ func (wl *wloop) OnTick(l *loadclient.Loop, now int64) int64 {
 			}
 		}
 		wl.redials = wl.redials[:j]
+	}
+	if wl.resumeAt > 0 {
+		if now >= wl.resumeAt {
+			for _, cn := range wl.paused {
+				cn.SetReading(true)
+			}
+			wl.paused, wl.resumeAt = wl.paused[:0], 0
+		} else if wake == 0 || wl.resumeAt < wake {
+			wake = wl.resumeAt
+		}
 	}
 	if r := wl.run; r != nil {
 		next := wl.sendDue(r, now)

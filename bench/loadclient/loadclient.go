@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,9 +48,10 @@ type Handler interface {
 
 // Target is a WebSocket endpoint plus the source address to dial from.
 type Target struct {
-	dst unix.SockaddrInet4
-	src *unix.SockaddrInet4
-	req []byte
+	dst   unix.SockaddrInet4
+	src   *unix.SockaddrInet4
+	req   []byte
+	extra []string
 	// Name is informational.
 	Name string
 }
@@ -73,7 +75,19 @@ func NewTarget(addr netip.AddrPort, path string, src netip.Addr, extra []string)
 		path = "/"
 	}
 	t.req = wsproto.UpgradeRequest(addr.String(), path, extra)
+	t.extra = extra
 	return t, nil
+}
+
+// WithPath returns a copy of t that requests path instead (e.g. a
+// per-connection ?token=); the copy can be used for one Dial or many.
+func (t *Target) WithPath(path string) *Target {
+	n := *t
+	if path == "" {
+		path = "/"
+	}
+	n.req = wsproto.UpgradeRequest(t.Name, path, t.extra)
+	return &n
 }
 
 // Config tunes a Loop.
@@ -114,6 +128,7 @@ type Conn struct {
 	state    uint8
 	fragment bool
 	wantOut  bool
+	paused   bool // not reading (slow-consumer simulation)
 	loop     *Loop
 	target   *Target
 	deadline int64
@@ -410,11 +425,30 @@ func (l *Loop) setOut(c *Conn, on bool) {
 		return
 	}
 	c.wantOut = on
+	l.rearm(c)
+}
+
+func (l *Loop) rearm(c *Conn) {
 	ev := uint32(unix.EPOLLIN)
-	if on {
+	if c.paused {
+		ev = 0
+	}
+	if c.wantOut {
 		ev |= unix.EPOLLOUT
 	}
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: ev, Fd: c.fd})
+}
+
+// SetReading stops (false) or resumes (true) reading from an open
+// connection (loop goroutine only). A connection that does not read lets
+// the server's queue for it grow: the slow-consumer scenario. Closes by the
+// peer are noticed only once reading resumes.
+func (c *Conn) SetReading(on bool) {
+	if c.state != stOpen || c.paused == !on {
+		return
+	}
+	c.paused = !on
+	c.loop.rearm(c)
 }
 
 // Close closes the connection. graceful sends a close frame first (best
@@ -769,7 +803,11 @@ func (l *Loop) parse(c *Conn, data []byte) int {
 			fr := wsproto.AppendFrame(l.wbuf[:0], wsproto.OpClose, payload[:min(len(payload), 2)], l.nextMask())
 			l.wbuf = fr[:0]
 			_ = l.writeRaw(c, fr)
-			l.closeConn(c, "server-close", false)
+			reason := "server-close"
+			if len(payload) >= 2 {
+				reason = "server-close " + strconv.Itoa(int(payload[0])<<8|int(payload[1]))
+			}
+			l.closeConn(c, reason, false)
 			return p
 		default:
 			l.closeConn(c, "protocol", true)

@@ -26,8 +26,21 @@ func echoServer(t *testing.T) (netip.AddrPort, func()) {
 	}
 	up := websocket.Upgrader{}
 	mux := http.NewServeMux()
+	// Every handler run is tracked (not just upgraded ones) so that stop()
+	// returns only after all of them finished: srv.Close does not wait for
+	// handlers, and a handler outliving the test is a data race.
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stopped := false
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		defer wg.Done()
 		if r.URL.Query().Get("deny") != "" {
 			http.Error(w, "no", http.StatusForbidden)
 			return
@@ -36,8 +49,6 @@ func echoServer(t *testing.T) (netip.AddrPort, func()) {
 		if err != nil {
 			return
 		}
-		wg.Add(1)
-		defer wg.Done()
 		defer c.Close()
 		for {
 			mt, p, err := c.ReadMessage()
@@ -65,7 +76,13 @@ func echoServer(t *testing.T) (netip.AddrPort, func()) {
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	ap := netip.MustParseAddrPort(ln.Addr().String())
-	return ap, func() { srv.Close(); wg.Wait() }
+	return ap, func() {
+		srv.Close()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		wg.Wait()
+	}
 }
 
 type testHandler struct {

@@ -39,6 +39,81 @@ var Metrics = []Metric{
 	{"broadcast", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
 	{"broadcast", "server CPU µs/delivery", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.3fµs", v) }},
 	{"reconnect", "all back after kill", true, func(r Result) float64 { return r.ReconnectAllMs }, func(v float64) string { return fmt.Sprintf("%.0fms", v) }},
+	{"room", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
+	{"room", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+	{"p2p", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
+	{"p2p", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+	{"cross", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
+	{"cross", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+	{"slow", "healthy deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
+	{"slow", "healthy p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+}
+
+// pairMetrics are compared between a router result and its baseline in the
+// same run (room: target vs target-raw; cross: target vs target-single).
+var pairMetrics = []Metric{
+	{"", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
+	{"", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF},
+	{"", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+	{"", "p99.9", true, lat(func(r Result) int64 { return sum(r.Latency).P999 }), durF},
+	{"", "server CPU µs/delivery", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.3fµs", v) }},
+}
+
+// PairBaselines names the baseline target suffix of the paired scenarios.
+var PairBaselines = map[string]string{"room": "-raw", "cross": "-single"}
+
+// PairRow is one metric of a router result next to its baseline.
+type PairRow struct {
+	Scenario string  `json:"scenario"`
+	Target   string  `json:"target"`
+	Baseline string  `json:"baseline"`
+	Metric   string  `json:"metric"`
+	Value    float64 `json:"value"`
+	Base     float64 `json:"base_value"`
+	Ratio    float64 `json:"ratio"` // value/base
+	Better   string  `json:"better"`
+	fmt      func(float64) string
+}
+
+// Pairs compares each room/cross result with its baseline from the same run.
+func Pairs(rs []Result) []PairRow {
+	var out []PairRow
+	for _, r := range rs {
+		suf, ok := PairBaselines[r.Scenario]
+		if !ok || strings.HasSuffix(r.Target, suf) || (r.Status != "" && r.Status != "ok") {
+			continue
+		}
+		b, ok := find(rs, r.Scenario, r.Target+suf)
+		if !ok {
+			continue
+		}
+		for _, m := range pairMetrics {
+			row := PairRow{Scenario: r.Scenario, Target: r.Target, Baseline: b.Target, Metric: m.Name, Value: m.Get(r), Base: m.Get(b), Better: "higher", fmt: m.Fmt}
+			if m.LowerBetter {
+				row.Better = "lower"
+			}
+			if row.Base != 0 {
+				row.Ratio = row.Value / row.Base
+			}
+			out = append(out, row)
+		}
+	}
+	return out
+}
+
+// PairMarkdown writes the router-vs-baseline table.
+func PairMarkdown(w io.Writer, rows []PairRow) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### router vs baseline (same run)\n\n| scenario | metric | router | baseline | router/baseline | better |\n|---|---|---:|---:|---:|---|\n")
+	for _, r := range rows {
+		f := r.fmt
+		if f == nil {
+			f = defFmt
+		}
+		fmt.Fprintf(w, "| %s (%s vs %s) | %s | %s | %s | %.2fx | %s |\n", r.Scenario, r.Target, r.Baseline, r.Metric, f(r.Value), f(r.Base), r.Ratio, r.Better)
+	}
 }
 
 func sum(s *hist.Summary) hist.Summary {

@@ -74,6 +74,16 @@ type Result struct {
 	Reconnected      int64         `json:"reconnected,omitempty"`
 	ReconnectLatency *hist.Summary `json:"reconnect_latency_ns,omitempty"` // kill -> each reopen
 	DialAttempts     int64         `json:"dial_attempts,omitempty"`
+
+	// router scenarios
+	Instances      int              `json:"instances,omitempty"`        // gateway processes serving the run
+	SlowConns      int              `json:"slow_conns,omitempty"`       // receivers that stopped reading
+	SlowClosed4009 int64            `json:"slow_closed_4009,omitempty"` // slow receivers that saw close 4009
+	SlowCloses     map[string]int64 `json:"slow_closes,omitempty"`      // how the slow receivers ended, by reason
+	SlowReceived   int64            `json:"slow_received,omitempty"`    // measured messages the slow receivers got
+	ServerMetrics  map[string]int64 `json:"server_metrics,omitempty"`   // selected counters from the gateway's /metrics
+	ProtocolErrors int64            `json:"protocol_errors,omitempty"`  // error replies from the gateway
+	Profiles       []string         `json:"profiles,omitempty"`         // pprof files written (relative to the results dir)
 }
 
 // Run is one wsbench invocation.

@@ -1,6 +1,7 @@
 // Command wsbench is the load-test harness of wsgate.
 //
 //	wsbench idle|connect|echo|broadcast|reconnect [flags]   one scenario against -targets
+//	wsbench room|p2p|cross|slow [flags]                    router-mode (JSON protocol) scenarios, gateway only
 //	wsbench compare [flags]                                 all scenarios against gateway, nbio, gorilla
 //	wsbench report -in results.json                         re-render table/charts/results.md
 //
