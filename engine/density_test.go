@@ -22,7 +22,12 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -43,33 +48,50 @@ type densitySample struct {
 	rss, anon int64 // bytes
 }
 
-func BenchmarkIdleDensity(b *testing.B) {
+func BenchmarkIdleDensity(b *testing.B) { benchDensity(b, densityEcho) }
+
+// BenchmarkIdleDensityRoom is the same measurement in router mode: every
+// connection authenticates as its own user (a distinct HS256 token in the
+// query) and joins one room, so it counts the router's client state, the
+// user and room tables, and the user's NATS subscription on the embedded
+// server, which lives in the same process.
+func BenchmarkIdleDensityRoom(b *testing.B) { benchDensity(b, densityRoom) }
+
+type densityMode int
+
+const (
+	densityEcho densityMode = iota
+	densityRoom
+)
+
+func benchDensity(b *testing.B, mode densityMode) {
 	if testing.Short() {
 		b.Skip("opens up to 19k connections")
 	}
-	// One measurement, however often the framework calls us.
-	densityOnce.Do(func() { densityResult, densityErr = measureIdleDensity(b) })
-	if densityErr != nil {
-		b.Fatal(densityErr)
+	// One measurement per mode, however often the framework calls us.
+	d := &densityRuns[mode]
+	d.once.Do(func() { d.fit, d.err = measureIdleDensity(b, mode) })
+	if d.err != nil {
+		b.Fatal(d.err)
 	}
-	b.ReportMetric(densityResult.slope, "B/conn")
-	b.ReportMetric(densityResult.anonSlope, "anonB/conn")
-	if densityResult.slopeHigh > 0 {
-		b.ReportMetric(densityResult.slopeHigh, "B/conn-2k-max")
+	b.ReportMetric(d.fit.slope, "B/conn")
+	b.ReportMetric(d.fit.anonSlope, "anonB/conn")
+	if d.fit.slopeHigh > 0 {
+		b.ReportMetric(d.fit.slopeHigh, "B/conn-2k-max")
 	}
 }
 
-var (
-	densityOnce   sync.Once
-	densityResult densityFit
-	densityErr    error
-)
+var densityRuns [2]struct {
+	once sync.Once
+	fit  densityFit
+	err  error
+}
 
 type densityFit struct {
 	slope, anonSlope, slopeHigh float64
 }
 
-func measureIdleDensity(b *testing.B) (densityFit, error) {
+func measureIdleDensity(b *testing.B, mode densityMode) (densityFit, error) {
 	var fit densityFit
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -94,7 +116,7 @@ func measureIdleDensity(b *testing.B) (densityFit, error) {
 		return fit, fmt.Errorf("open-file limit %d is too low for 10k connections", lim.Cur)
 	}
 
-	gw, err := startGatewayProcess(b)
+	gw, err := startGatewayProcess(b, mode)
 	if err != nil {
 		return fit, err
 	}
@@ -114,7 +136,7 @@ func measureIdleDensity(b *testing.B) (densityFit, error) {
 	}()
 	var samples []densitySample
 	for _, target := range steps {
-		more, err := densityDial(gw.addr, len(conns), target)
+		more, err := densityDial(gw.addr, len(conns), target, mode)
 		conns = append(conns, more...)
 		if err != nil {
 			return fit, fmt.Errorf("dialing to %d: %w", target, err)
@@ -169,7 +191,7 @@ func leastSquares(ss []densitySample, y func(densitySample) int64) float64 {
 
 // densityDial opens connections number from..to-1 (source address by number,
 // 5000 per address).
-func densityDial(addr string, from, to int) ([]*net.TCPConn, error) {
+func densityDial(addr string, from, to int, mode densityMode) ([]*net.TCPConn, error) {
 	if to <= from {
 		return nil, nil
 	}
@@ -191,7 +213,13 @@ func densityDial(addr string, from, to int) ([]*net.TCPConn, error) {
 				}
 				n := from + i
 				local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+n/5000))}
-				c, err := perfDialRaw(addr, local)
+				var c *net.TCPConn
+				var err error
+				if mode == densityRoom {
+					c, err = densityDialRoom(addr, local, n)
+				} else {
+					c, err = perfDialRaw(addr, local)
+				}
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("conn %d: %w", n, err) })
 					return
@@ -220,7 +248,7 @@ type gatewayProcess struct {
 }
 
 // startGatewayProcess builds ./cmd/gateway and starts it on 127.0.0.1:0.
-func startGatewayProcess(b *testing.B) (*gatewayProcess, error) {
+func startGatewayProcess(b *testing.B, mode densityMode) (*gatewayProcess, error) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "gateway")
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -231,8 +259,13 @@ func startGatewayProcess(b *testing.B) (*gatewayProcess, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./cmd/gateway: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-echo", "-addr", "127.0.0.1:0", "-admin-addr", "",
-		"-ping-interval", "0", "-idle-timeout", "0")
+	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", "", "-ping-interval", "0", "-idle-timeout", "0"}
+	if mode == densityRoom {
+		args = append(args, "-jwt-secret", densitySecret, "-nats-listen", "-")
+	} else {
+		args = append(args, "-echo")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = os.Environ()
 	if extra := os.Getenv("WSGATE_DENSITY_ENV"); extra != "" {
 		cmd.Env = append(cmd.Env, strings.Fields(extra)...)
@@ -334,4 +367,51 @@ func procField(path, key string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no %s", path, key)
+}
+
+const densitySecret = "density-secret"
+
+// densityToken is an HS256 token for user u<n>, built by hand: engine tests
+// cannot import the router (it imports the engine).
+func densityToken(n int) string {
+	enc := base64.RawURLEncoding
+	head := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	body := enc.EncodeToString([]byte(fmt.Sprintf(`{"sub":"u%d","exp":%d}`, n, time.Now().Add(24*time.Hour).Unix())))
+	mac := hmac.New(sha256.New, []byte(densitySecret))
+	mac.Write([]byte(head + "." + body))
+	return head + "." + body + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+// densityDialRoom upgrades with the user's token, joins room "lobby" and
+// waits for "joined", leaving an idle authenticated member.
+func densityDialRoom(addr string, local *net.TCPAddr, n int) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := nc.(*net.TCPConn)
+	req := strings.Replace(perfUpgradeRequest, "GET /ws ", "GET /ws?token="+densityToken(n)+" ", 1)
+	join := clientFrame(true, 0, 0x1, true, []byte(`{"type":"join","room":"lobby"}`))
+	if _, err := io.WriteString(c, req); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := c.Write(join); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got []byte
+	buf := make([]byte, 1024)
+	for !bytes.Contains(got, []byte(`"joined"`)) {
+		m, err := c.Read(buf)
+		got = append(got, buf[:m]...)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("waiting for joined: %w (got %q)", err, got)
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return c, nil
 }
