@@ -1,7 +1,7 @@
 # wsgate — see README.md. Every target works on a fresh clone.
 GO        ?= go
 PKGS      := ./...
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 8s
 BIN       := bin
 
 .PHONY: all build run test vet unit fuzz-short fuzz deps bench bench-full conformance lint clean
@@ -30,10 +30,11 @@ unit:
 # Each fuzz target runs briefly so CI catches regressions in the parsers;
 # `make fuzz FUZZTIME=5m` digs deeper.
 fuzz-short:
-	@for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' frame/*_test.go | sed 's/func //'); do \
-		echo "fuzz frame $$t"; $(GO) test ./frame/ -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) || exit 1; done
-	@for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' engine/*_test.go | sed 's/func //'); do \
-		echo "fuzz engine $$t"; $(GO) test ./engine/ -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) || exit 1; done
+	@for pkg in frame engine router; do \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | sed 's/func //'); do \
+			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test ./$$pkg/ -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) || exit 1; \
+		done; done
 
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=$(FUZZTIME)
