@@ -365,8 +365,9 @@ func (r *Router) dropResumes(cl *client) {
 	}
 }
 
-// outOfRemote turns a stored message into an outMsg for a replay (nil when
-// it cannot be delivered: a bad filter).
+// outOfRemote turns a message from the backplane (live, or stored for a
+// replay) into an outMsg: services' messages get an id and ts here. It is
+// nil when the message cannot be delivered (a bad filter).
 func (r *Router) outOfRemote(rm *Remote) *outMsg {
 	m := newOutMsg()
 	m.kind = rm.Kind

@@ -289,35 +289,12 @@ func (r *Router) fromBackplane(rm *Remote) {
 	if rm.Origin == r.opts.InstanceID && rm.Seq == 0 {
 		return // never our own message twice (history mode: see history.go)
 	}
-	m := newOutMsg()
-	m.kind = rm.Kind
-	m.name = append(m.name, rm.Name...)
-	m.from = append(m.from, rm.From...)
-	m.data = append(m.data, rm.Data...)
-	if rm.ID != "" {
-		m.id = append(m.id, rm.ID...)
-	} else {
-		m.id = r.appendServiceID(m.id)
+	m := r.outOfRemote(rm)
+	if m == nil {
+		return
 	}
-	m.ts = rm.TS
-	if m.ts == 0 {
-		m.ts = time.Now().UnixMilli()
-	}
-	m.priority = rm.Priority
-	m.dataCodec = CodecJSON
-	if rm.Seq != 0 {
-		m.seq, m.hasSeq = rm.Seq, true
-		if rm.Origin == r.opts.InstanceID {
-			m.excludeID = rm.OriginConn
-		}
-	}
-	if len(rm.Filter) > 0 {
-		f, err := ParseFilter(rm.Filter, CodecJSON)
-		if err != nil {
-			m.release()
-			return
-		}
-		m.filter = f
+	if rm.Seq != 0 && rm.Origin == r.opts.InstanceID {
+		m.excludeID = rm.OriginConn
 	}
 	r.route(nil, m)
 }
