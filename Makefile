@@ -18,8 +18,10 @@ run:
 ## test: vet, race-enabled tests, short fuzz runs (what CI runs)
 test: deps vet unit fuzz-short
 
+# A failed install is not fatal here: the browser tests then skip, saying so
+# (CI sets BROWSERTEST_REQUIRE=1, which turns that skip into a failure).
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh || echo "make: could not install Chromium; the browser tests will skip" >&2
 
 vet:
 	$(GO) vet $(PKGS)
