@@ -114,7 +114,8 @@ func (c *Conn) SetState(s State) {
 }
 
 // RequireAuthWithin puts the connection in StateAuthenticating and closes it
-// with 4008 unless SetState(StateActive) happens within d.
+// with 4008 unless SetState(StateActive) happens within ticks timing-wheel
+// ticks (Engine.Ticks converts a duration).
 func (c *Conn) RequireAuthWithin(ticks uint32) {
 	c.SetState(StateAuthenticating)
 	c.authDeadline = c.loop.wheel.now + ticks
