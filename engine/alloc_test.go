@@ -382,10 +382,23 @@ func sharedMallocsPerBroadcast(t *testing.T, n, rounds int) float64 {
 	f := newFanout(t, BaseHandler{}, n)
 	payload := bytes.Repeat([]byte("b"), 64)
 	per := int64(n * perfServerFrameLen(len(payload)))
+	return f.mallocsPerRound(t, per, rounds, func() error {
+		perfPostShared(f.e, payload)
+		return nil
+	})
+}
+
+// mallocsPerRound runs send rounds times in lockstep (each round's per bytes
+// fully received before the next), after a warm-up, and returns the
+// process's mallocs per round.
+func (f *fanout) mallocsPerRound(t *testing.T, per int64, rounds int, send func() error) float64 {
+	t.Helper()
 	var want int64
 	run := func(k int) error {
 		for i := 0; i < k; i++ {
-			perfPostShared(f.e, payload)
+			if err := send(); err != nil {
+				return err
+			}
 			want += per
 			if err := perfWaitBytes(&f.total, want, 10*time.Second); err != nil {
 				return err
@@ -412,28 +425,10 @@ func handlerMallocsPerBroadcast(t *testing.T, n, rounds int) float64 {
 	req := perfMaskedFrame(ws.OpText, payload)
 	per := int64((n - 1) * perfServerFrameLen(len(payload)))
 	pub := f.conns[0].c
-	var want int64
-	run := func(k int) error {
-		for i := 0; i < k; i++ {
-			if _, err := pub.Write(req); err != nil {
-				return err
-			}
-			want += per
-			if err := perfWaitBytes(&f.total, want, 10*time.Second); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := run(50); err != nil {
-		t.Fatalf("warm-up: %v", err)
-	}
-	var err error
-	m := mallocsDuring(func() { err = run(rounds) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return float64(m) / float64(rounds)
+	return f.mallocsPerRound(t, per, rounds, func() error {
+		_, err := pub.Write(req)
+		return err
+	})
 }
 
 // TestSharedWriteAllocs checks that one broadcast costs O(1) allocations,

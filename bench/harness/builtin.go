@@ -200,11 +200,7 @@ func runPaced(e *Env, in sampler, pool *Pool, mp msgParams, sendersPer []int, to
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	evs, err := pool.All(Cmd{Op: "collect"}, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	m, err := mergeStats(evs)
+	m, err := collectStats(pool)
 	if err != nil {
 		return err
 	}
@@ -368,11 +364,7 @@ func defineReconnect(fs *flag.FlagSet, p string) RunFunc {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		evs, err := pool.All(Cmd{Op: "collect"}, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		mm, err := mergeStats(evs)
+		mm, err := collectStats(pool)
 		if err != nil {
 			return err
 		}

@@ -426,11 +426,7 @@ func defineSlow(fs *flag.FlagSet, p string) RunFunc {
 		for time.Now().Before(deadline) {
 			time.Sleep(250 * time.Millisecond)
 		}
-		evs, err := pool.All(Cmd{Op: "collect"}, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		m, err := mergeStats(evs)
+		m, err := collectStats(pool)
 		if err != nil {
 			return err
 		}

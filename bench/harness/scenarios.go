@@ -321,6 +321,15 @@ type merged struct {
 	conn, lat, lag, reopen *hist.Histogram
 }
 
+// collectStats asks every worker for its measurements and merges them.
+func collectStats(pool *Pool) (*merged, error) {
+	evs, err := pool.All(Cmd{Op: "collect"}, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return mergeStats(evs)
+}
+
 func mergeStats(evs []Event) (*merged, error) {
 	m := &merged{conn: hist.New(), lat: hist.New(), lag: hist.New(), reopen: hist.New()}
 	m.Failures = map[string]int64{}
