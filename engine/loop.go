@@ -14,6 +14,9 @@ import (
 type Task struct {
 	Fn  func(l *Loop, arg any)
 	Arg any
+	// cost is what PostBytes charged against the inbox budget; Run returns
+	// it once the task ran.
+	cost int
 }
 
 // Loop is the wsgate side of one gnet event loop: its connections, timing
@@ -26,10 +29,15 @@ type Loop struct {
 	gl    atomic.Pointer[gnetLoop] // set when the loop's first connection opens
 
 	// Inbox: any goroutine, under mu.
-	mu        sync.Mutex
-	inbox     []Task
-	spare     []Task
-	triggered bool // an Execute is on its way; no need to wake the loop again
+	mu         sync.Mutex
+	inbox      []Task
+	spare      []Task
+	inboxBytes int  // bytes charged by PostBytes and not yet run
+	triggered  bool // an Execute is on its way; no need to wake the loop again
+
+	// Off-loop counters (any goroutine).
+	inboxDrops     atomic.Uint64 // PostBytes refusals: the inbox budget was full
+	inboxDropBytes atomic.Uint64
 
 	// Owned by the loop goroutine.
 	wheel       timingWheel
@@ -98,11 +106,41 @@ func (l *Loop) Running() bool { return l.gl.Load() != nil }
 // one batch per wake-up, after which every connection written by the batch
 // is flushed once. It reports false when the loop is not running.
 func (l *Loop) Post(t Task) bool {
+	t.cost = 0
+	return l.post(t, false)
+}
+
+// PostBytes is Post for work that carries data (a message to deliver):
+// size bytes are charged against the loop's inbox budget
+// (Options.InboxBytes) until the task has run. When the budget is spent it
+// queues nothing and reports false; the caller owns the drop (count it, tell
+// the clients it affects). Safe from any goroutine.
+func (l *Loop) PostBytes(t Task, size int) bool {
+	t.cost = max(size, 1)
+	return l.post(t, true)
+}
+
+// InboxDrops returns how many PostBytes calls were refused for a full inbox
+// budget, and their bytes. Safe from any goroutine.
+func (l *Loop) InboxDrops() (n, bytes uint64) {
+	return l.inboxDrops.Load(), l.inboxDropBytes.Load()
+}
+
+func (l *Loop) post(t Task, bounded bool) bool {
 	gl := l.gl.Load()
 	if gl == nil {
 		return false
 	}
 	l.mu.Lock()
+	if bounded {
+		if l.inboxBytes+t.cost > l.eng.opts.InboxBytes {
+			l.mu.Unlock()
+			l.inboxDrops.Add(1)
+			l.inboxDropBytes.Add(uint64(t.cost))
+			return false
+		}
+		l.inboxBytes += t.cost
+	}
 	l.inbox = append(l.inbox, t)
 	wake := !l.triggered
 	l.triggered = true
@@ -112,6 +150,7 @@ func (l *Loop) Post(t Task) bool {
 			l.mu.Lock()
 			l.triggered = false
 			l.inbox = l.inbox[:0]
+			l.inboxBytes = 0
 			l.mu.Unlock()
 			return false
 		}
@@ -133,12 +172,15 @@ func (l *Loop) Run(context.Context) error {
 			break
 		}
 		l.mu.Unlock()
+		cost := 0
 		for i := range batch {
 			batch[i].Fn(l, batch[i].Arg)
+			cost += batch[i].cost
 			batch[i] = Task{}
 		}
 		l.mu.Lock()
 		l.spare = batch[:0]
+		l.inboxBytes -= cost
 		l.mu.Unlock()
 	}
 	l.flushDirty()

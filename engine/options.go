@@ -60,6 +60,12 @@ type Options struct {
 	// MaxQueueBytes closes a connection with 4009 when its queued outbound bytes pass it (default 1 MiB).
 	MaxQueueBytes int
 
+	// InboxBytes bounds the bytes of data-carrying work (Loop.PostBytes:
+	// deliveries from other loops and from the backplane) waiting in one
+	// loop's inbox (default 64 MiB); past it PostBytes refuses and the caller
+	// counts the drop and tells the clients affected.
+	InboxBytes int
+
 	// TickInterval is the resolution of the per-loop timing wheel (default 100ms).
 	TickInterval time.Duration
 }
@@ -82,6 +88,7 @@ const (
 	DefaultWriteLowWater    = 16 << 10
 	DefaultMaxQueueBytes    = 1 << 20
 	DefaultTickInterval     = 100 * time.Millisecond
+	DefaultInboxBytes       = 64 << 20
 )
 
 // Normalize replaces zero values with defaults.
@@ -103,6 +110,7 @@ func (o *Options) Normalize() {
 	setDefault(&o.WriteLowWater, DefaultWriteLowWater)
 	setDefault(&o.MaxQueueBytes, DefaultMaxQueueBytes)
 	setDefault(&o.TickInterval, DefaultTickInterval)
+	setDefault(&o.InboxBytes, DefaultInboxBytes)
 }
 
 func setDefault[T comparable](field *T, def T) {
@@ -154,6 +162,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxQueueBytes < o.WriteHighWater {
 		bad("max-queue-bytes %d: must be at least write-high-water (%d)", o.MaxQueueBytes, o.WriteHighWater)
+	}
+	if o.InboxBytes < 64<<10 {
+		bad("loop-inbox-bytes %d: must be at least 64 KiB", o.InboxBytes)
 	}
 	for _, origin := range o.AllowedOrigins {
 		if origin == "" || strings.ContainsAny(origin, " /") {

@@ -82,6 +82,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&e.WriteLowWater, "write-low-water", engine.DefaultWriteLowWater, "queued outbound bytes below which a backed-up connection has drained")
 	fs.IntVar(&e.MaxQueueBytes, "max-queue-bytes", engine.DefaultMaxQueueBytes, "queued outbound bytes past which a connection closes with 4009")
 	fs.DurationVar(&e.TickInterval, "tick", engine.DefaultTickInterval, "timer resolution of the per-loop timing wheel")
+	fs.IntVar(&e.InboxBytes, "loop-inbox-bytes", engine.DefaultInboxBytes, "bytes of deliveries waiting in one event loop's inbox; past it deliveries are dropped, counted and the receivers told with gap")
 
 	r := &o.Router
 	fs.BoolVar(&o.Dev, "dev", false, "development mode: generate and print a JWT secret when none is set, and a token command")
