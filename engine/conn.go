@@ -34,13 +34,17 @@ func (s State) String() string {
 
 // connection flags
 const (
-	flagDirty           uint8 = 1 << iota // on the loop's dirty list
+	flagDirty           uint16 = 1 << iota // on the loop's dirty list
 	flagDeflate                           // permessage-deflate negotiated
 	flagHuffman                           // client limited our window: Huffman-only compression
 	flagBacklogged                        // above the high-water mark, on the loop's backlog list
 	flagCloseSent                         // our close frame is queued
 	flagCloseAfterFlush                   // close the TCP connection once the cork is written
 	flagAuthDeadline                      // authDeadline is armed
+	flagFull                              // cork passed the flush threshold: on the loop's full list
+	flagDrainClose                        // close frame handed over: close TCP once gnet's buffer drained
+	flagHTTPHead                          // the cork starts with an HTTP response, not a frame
+	flagTCPClose                          // gnet was asked to close the socket
 )
 
 // Conn is one client connection. Every method is for the owning event loop
@@ -62,13 +66,13 @@ type Conn struct {
 	wheelSlot    int32
 	wheelAt      uint32
 	lastFrame    uint32        // tick of the last inbound frame of any kind
-	lastMessage  uint32        // tick of the last inbound data message
+	lastMessage  uint32        // tick of the last data message in either direction
 	pingSent     uint32        // tick of the outstanding ping, 0 when none
 	authDeadline uint32        // tick by which the handler must call SetState(StateActive)
 	index        int32         // position in loop.conns
 	closeCode    ws.StatusCode // first close code sent or received, for OnClose
 	state        State
-	flags        uint8
+	flags        uint16
 }
 
 // ID is unique among this engine's connections for its lifetime.
@@ -124,8 +128,11 @@ func (c *Conn) RequireAuthWithin(ticks uint32) {
 }
 
 // Queued is the number of outbound bytes not yet accepted by the kernel:
-// what is corked in this iteration plus gnet's outbound buffer. Flow control
-// builds on it.
+// the cork (bytes queued since the last flush, and whole frames held back
+// while gnet's buffer is above the high-water mark) plus gnet's outbound
+// buffer. The cork of a connection whose kernel takes everything stays
+// below WriteBufferCap (it is flushed between tasks once it passes it), so
+// past that, Queued is what the kernel refused. Flow control builds on it.
 func (c *Conn) Queued() int {
 	n := c.gc.OutboundBuffered()
 	if c.cork != nil {
@@ -144,6 +151,7 @@ func (c *Conn) WriteMessage(op ws.OpCode, payload []byte) {
 	if c.flags&flagCloseSent != 0 {
 		return
 	}
+	c.lastMessage = c.loop.wheel.now // a data message out is activity (PROTOCOL.md section 7)
 	cork := c.corkBuf()
 	if c.flags&flagDeflate != 0 && len(payload) >= c.loop.eng.compressMin {
 		var err error
@@ -169,6 +177,7 @@ func (c *Conn) WriteShared(s *frame.Shared) {
 	if c.flags&flagCloseSent != 0 {
 		return
 	}
+	c.lastMessage = c.loop.wheel.now
 	b := s.Bytes()
 	if c.flags&flagDeflate != 0 && len(b) >= c.loop.eng.compressMin {
 		var err error
@@ -185,11 +194,13 @@ func (c *Conn) WriteShared(s *frame.Shared) {
 	c.write(b)
 }
 
-// WriteRaw queues bytes that are already one or more complete frames.
+// WriteRaw queues bytes that are already one or more complete data frames
+// (they count as activity, like WriteMessage).
 func (c *Conn) WriteRaw(b []byte) {
 	if c.flags&flagCloseSent != 0 {
 		return
 	}
+	c.lastMessage = c.loop.wheel.now
 	c.write(b)
 }
 
@@ -206,50 +217,218 @@ func (c *Conn) corkBuf() *bytebufferpool.ByteBuffer {
 	return c.cork
 }
 
+// markDirty runs after every append to the cork: it puts c on the loop's
+// dirty list (flushed after the current iteration), and on the full list
+// (flushed after the current task) once the cork passes WriteBufferCap, so a
+// burst leaves as it is produced rather than after the whole inbox ran.
 func (c *Conn) markDirty() {
+	l := c.loop
 	if c.flags&flagDirty == 0 {
 		c.flags |= flagDirty
-		c.dirtyNext = c.loop.dirty
-		c.loop.dirty = c
+		c.dirtyNext = l.dirty
+		l.dirty = c
+	}
+	if len(c.cork.B) >= l.eng.opts.WriteBufferCap && c.flags&(flagFull|flagBacklogged) == 0 {
+		c.flags |= flagFull
+		l.full = append(l.full, c)
 	}
 }
 
-// flush hands the corked bytes to gnet in one write and applies the
-// outbound limits. Called by the loop only (Loop.flushDirty).
+// flush hands the corked bytes to gnet (as far as its allowance goes, see
+// handOver) and applies the outbound limits. It leaves list membership to
+// its callers (Loop.flushDirty, Loop.flushFull, Engine.finishTraffic) and
+// runs only between handler callbacks: a failed write closes the connection
+// synchronously inside gnet, which calls Handler.OnClose.
 func (c *Conn) flush() {
-	c.flags &^= flagDirty
-	c.dirtyNext = nil
 	if c.cork == nil {
+		if c.flags&flagCloseAfterFlush != 0 {
+			c.finishClose()
+		}
 		return
 	}
-	if c.state != StateClosed && len(c.cork.B) > 0 {
-		_, _ = c.gc.Write(c.cork.B)
-		c.loop.stats.BytesOut += uint64(len(c.cork.B))
+	if c.state == StateClosed {
+		c.dropCork()
+		return
 	}
-	c.loop.putCork(c.cork)
-	c.cork = nil
+	c.handOver()
 	if c.state == StateClosed {
 		return
 	}
-	if c.flags&flagCloseAfterFlush != 0 {
+	if c.cork == nil && (c.flags&flagCloseAfterFlush != 0 ||
+		c.flags&flagDrainClose != 0 && c.gc.OutboundBuffered() == 0) {
 		c.finishClose()
 		return
 	}
 	c.checkQueue()
 }
 
+func (c *Conn) dropCork() {
+	if c.cork != nil {
+		c.loop.putCork(c.cork)
+		c.cork = nil
+	}
+}
+
+// handOver moves corked bytes towards the kernel. While gnet's outbound
+// buffer is empty it writes to the socket itself, and gives gnet only what
+// the kernel refused, cut after whole frames so that gnet holds at most about
+// WriteHighWater; while gnet already holds bytes it tops that up to
+// WriteHighWater with whole frames. Whatever is left stays in the cork, whole
+// frames only, so that CloseSlowConsumer can drop it and send its close
+// frame ahead of it: gnet has no way to drop bytes it holds. After a close
+// frame, everything is handed over.
+func (c *Conn) handOver() {
+	cork := c.cork
+	b := cork.B
+	l := c.loop
+	hw := l.eng.opts.WriteHighWater
+	out := c.gc.OutboundBuffered()
+	give := len(b)
+	switch {
+	case c.flags&(flagCloseSent|flagHTTPHead) != 0:
+		// everything: nothing after a close frame is ever dropped, and an
+		// HTTP head is not a frame to cut at
+		c.flags &^= flagHTTPHead
+	case out == 0:
+		n, err := unix.Write(c.gc.Fd(), b)
+		if err != nil && err != unix.EAGAIN {
+			break // gnet meets the same error on its own write and closes
+		}
+		n = max(n, 0)
+		l.stats.BytesOut += uint64(n)
+		b = b[n:]
+		give = frameCut(b, frameRest(cork.B, n), hw)
+	case out < hw:
+		give = frameCut(b, 0, hw-out)
+	default:
+		give = 0
+	}
+	if give > 0 {
+		_, _ = c.gc.Write(b[:give])
+		l.stats.BytesOut += uint64(give)
+	}
+	rest := len(b) - give
+	switch {
+	case rest == 0:
+		c.dropCork()
+	case c.state == StateClosed:
+		c.dropCork()
+	default:
+		copy(cork.B, b[give:])
+		cork.B = cork.B[:rest]
+	}
+}
+
+// frameRest is how many bytes after offset at in b (which starts at a frame
+// boundary) finish the frame that at falls in; 0 when at is a boundary.
+func frameRest(b []byte, at int) int {
+	pos := 0
+	for pos < at {
+		n := frameLen(b[pos:])
+		if n <= 0 {
+			return len(b) - at // not a frame we can read: give it all
+		}
+		pos += n
+	}
+	return pos - at
+}
+
+// frameCut returns how many bytes of b to hand over: must bytes (the rest of
+// a partly written frame), then whole frames while they fit in allowance.
+func frameCut(b []byte, must, allowance int) int {
+	pos := must
+	for pos < len(b) {
+		n := frameLen(b[pos:])
+		if n <= 0 {
+			return len(b)
+		}
+		if pos+n > must+allowance {
+			break
+		}
+		pos += n
+	}
+	return min(pos, len(b))
+}
+
+// frameLen is the length of the frame at the start of b (header and
+// payload), or 0 when b does not hold a whole header.
+func frameLen(b []byte) int {
+	if len(b) < 2 {
+		return 0
+	}
+	n, h := int(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return 0
+		}
+		n, h = int(b[2])<<8|int(b[3]), 4
+	case 127:
+		if len(b) < 10 {
+			return 0
+		}
+		var v uint64
+		for _, x := range b[2:10] {
+			v = v<<8 | uint64(x)
+		}
+		if v > 1<<40 {
+			return 0
+		}
+		n, h = int(v), 10
+	}
+	if b[1]&0x80 != 0 {
+		h += 4
+	}
+	return h + n
+}
+
 // checkQueue applies the slow-consumer limit and the water marks.
 func (c *Conn) checkQueue() {
-	q := c.gc.OutboundBuffered()
+	q := c.Queued()
 	opts := &c.loop.eng.opts
 	switch {
-	case q > opts.MaxQueueBytes:
+	case q > opts.MaxQueueBytes && c.flags&flagCloseSent == 0:
 		c.loop.stats.SlowConsumers++
-		c.abort(CloseSlowConsumer, "slow consumer")
-	case q > opts.WriteHighWater && c.flags&flagBacklogged == 0:
+		c.CloseSlowConsumer()
+	case q > opts.WriteHighWater:
+		c.backlog()
+	}
+}
+
+// backlog puts c on the loop's backlog list, which is looked at after every
+// inbox batch and every tick: held-back frames are handed to gnet as it
+// drains, OnDrain runs below the low-water mark.
+func (c *Conn) backlog() {
+	if c.flags&flagBacklogged == 0 {
 		c.flags |= flagBacklogged
 		c.loop.backlog = append(c.loop.backlog, c)
 	}
+}
+
+// CloseSlowConsumer closes c with 4009 because it does not read fast enough.
+// Everything still in the engine's cork is dropped (it is whole frames:
+// the client would not get it in time anyway), the close frame goes out
+// right after what gnet already holds (at most about WriteHighWater bytes,
+// ending at a frame boundary), and the TCP connection is closed once the
+// client has taken that, or after CloseTimeout. A client that reads again in
+// time thus sees the close frame, not a bare TCP close (1006). The handler
+// has no closing handshake to wait for. Loop goroutine only.
+func (c *Conn) CloseSlowConsumer() {
+	if c.state == StateClosed || c.state == StateConnecting {
+		return
+	}
+	if c.flags&flagCloseSent == 0 {
+		if c.cork != nil {
+			c.cork.B = c.cork.B[:0]
+		}
+		c.flags &^= flagHTTPHead
+		c.sendClose(CloseSlowConsumer, "slow consumer")
+		c.loop.stats.Closes[closeIndex(CloseSlowConsumer)]++
+	}
+	c.setClosing()
+	c.flags |= flagDrainClose
+	c.backlog()
+	c.rearm()
 }
 
 // Close starts the closing handshake: a close frame with code and reason
@@ -305,7 +484,7 @@ func (c *Conn) setClosing() {
 // if nothing is corked).
 func (c *Conn) closeAfterFlush() {
 	c.flags |= flagCloseAfterFlush
-	if c.flags&flagDirty == 0 {
+	if c.flags&flagDirty == 0 && c.cork == nil {
 		c.finishClose()
 	}
 }
@@ -313,9 +492,10 @@ func (c *Conn) closeAfterFlush() {
 // finishClose half-closes when everything was written (so the client sees our
 // close frame before the FIN rather than an RST), then closes.
 func (c *Conn) finishClose() {
-	if c.state == StateClosed {
-		return
+	if c.state == StateClosed || c.flags&flagTCPClose != 0 {
+		return // gnet's Close is asynchronous: ask once
 	}
+	c.flags |= flagTCPClose
 	if c.gc.OutboundBuffered() == 0 {
 		_ = unix.Shutdown(c.gc.Fd(), unix.SHUT_WR)
 	}

@@ -264,6 +264,9 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	c.state = StateClosed
 	l.removeConn(c)
 	l.wheel.disarm(c)
+	if c.flags&flagDirty == 0 {
+		c.dropCork() // else the dirty list's flush returns it
+	}
 	c.dec.Release()
 	e.open.Add(-1)
 	if wasUpgraded {
@@ -353,24 +356,14 @@ func (e *Engine) OnTraffic(gc gnet.Conn) gnet.Action {
 // connections' corks for one coalesced flush after this loop iteration.
 func (e *Engine) finishTraffic(c *Conn) {
 	l := c.loop
-	if c.cork != nil {
-		cork := c.cork
-		c.cork = nil
-		if len(cork.B) > 0 {
-			_, _ = c.gc.Write(cork.B)
-			l.stats.BytesOut += uint64(len(cork.B))
-		}
-		l.putCork(cork)
-		if c.flags&flagCloseAfterFlush != 0 {
-			c.finishClose()
-		} else {
-			c.checkQueue()
-		}
+	if c.cork != nil || c.flags&flagCloseAfterFlush != 0 {
+		c.flush()
 	}
 	if l.dirty == c && c.dirtyNext == nil && c.cork == nil {
 		c.flags &^= flagDirty
 		l.dirty = nil
 	}
+	l.flushFull()
 	l.scheduleFlush()
 }
 

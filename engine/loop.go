@@ -39,10 +39,18 @@ type Loop struct {
 	inboxDrops     atomic.Uint64 // PostBytes refusals: the inbox budget was full
 	inboxDropBytes atomic.Uint64
 
+	// Published counters: the loop copies its stats here every tick, so
+	// Engine.Stats has an answer when the loop is too busy to give one.
+	pubMu sync.Mutex
+	pub   LoopStats
+
 	// Owned by the loop goroutine.
 	wheel       timingWheel
 	conns       []*Conn // every open connection of this loop
 	dirty       *Conn   // connections with corked bytes, linked by dirtyNext
+	full        []*Conn // dirty connections whose cork passed WriteBufferCap
+	running     []Task  // the inbox batch being run
+	runPos      int     // next task of running
 	backlog     []*Conn // connections above the high-water mark
 	flushPosted bool    // a flush task is in the inbox
 	stats       LoopStats
@@ -158,33 +166,82 @@ func (l *Loop) post(t Task, bounded bool) bool {
 	return true
 }
 
+// runBudget is how many tasks Run runs before it lets gnet's event loop
+// turn (reads, writes of what gnet holds, other connections): it then
+// flushes what the tasks wrote and schedules itself again. A burst of
+// deliveries thus leaves while it is produced, and a receiver that reads is
+// not mistaken for a slow one.
+const runBudget = 256
+
 // Run drains the inbox on the loop; it is the gnet.Runnable that Post
-// schedules.
-func (l *Loop) Run(context.Context) error {
-	for {
-		l.mu.Lock()
-		batch := l.inbox
-		l.inbox = l.spare[:0]
-		if len(batch) == 0 {
-			l.triggered = false
-			l.spare = batch
+// schedules. It runs at most runBudget tasks per call and re-schedules
+// itself when more are waiting.
+func (l *Loop) Run(ctx context.Context) error {
+	budget := runBudget
+	for budget > 0 {
+		if l.runPos == len(l.running) {
+			l.mu.Lock()
+			l.spare = l.running[:0]
+			l.running = l.inbox
+			l.inbox = l.spare
+			l.runPos = 0
+			if len(l.running) == 0 {
+				l.triggered = false
+				l.mu.Unlock()
+				l.settle()
+				return nil
+			}
 			l.mu.Unlock()
-			break
 		}
-		l.mu.Unlock()
 		cost := 0
-		for i := range batch {
-			batch[i].Fn(l, batch[i].Arg)
-			cost += batch[i].cost
-			batch[i] = Task{}
+		for l.runPos < len(l.running) && budget > 0 {
+			t := &l.running[l.runPos]
+			l.runPos++
+			budget--
+			t.Fn(l, t.Arg)
+			cost += t.cost
+			*t = Task{}
+			if len(l.full) > 0 {
+				l.flushFull()
+			}
 		}
+		if cost > 0 {
+			l.mu.Lock()
+			l.inboxBytes -= cost
+			l.mu.Unlock()
+		}
+	}
+	// Out of budget with work left: write what the tasks produced and come
+	// back after gnet's next poll. triggered stays set, so Posts meanwhile
+	// do not wake the loop again.
+	l.settle()
+	if gl := l.gl.Load(); gl == nil || gl.Execute(ctx, l) != nil {
 		l.mu.Lock()
-		l.spare = batch[:0]
-		l.inboxBytes -= cost
+		l.triggered = false // shutting down: nothing will run the rest
 		l.mu.Unlock()
 	}
-	l.flushDirty()
 	return nil
+}
+
+// settle writes every cork, then lets backlogged connections move on (their
+// held frames, 4009 closes, OnDrain) and writes what that produced.
+func (l *Loop) settle() {
+	l.flushDirty()
+	l.checkBacklog()
+	l.flushDirty()
+}
+
+// flushFull writes the connections whose cork passed WriteBufferCap. They
+// stay on the dirty list; its flush finds their cork empty or small.
+func (l *Loop) flushFull() {
+	for i, c := range l.full {
+		l.full[i] = nil
+		if c.flags&flagFull != 0 {
+			c.flags &^= flagFull
+			c.flush()
+		}
+	}
+	l.full = l.full[:0]
 }
 
 // scheduleFlush makes sure corked bytes of other connections leave after the
@@ -203,44 +260,87 @@ func (l *Loop) scheduleFlush() {
 
 func flushTask(l *Loop, _ any) { l.flushPosted = false }
 
-// flushDirty writes every corked connection once.
+// flushDirty writes every corked connection once. A flush may put its own
+// connection back on the list (a 4009 close frame queued by the flush
+// itself), so the list is taken apart one head at a time, never saved and
+// restored around a flush.
 func (l *Loop) flushDirty() {
-	for c := l.dirty; c != nil; {
-		next := c.dirtyNext
+	for l.dirty != nil {
+		c := l.dirty
+		l.dirty = c.dirtyNext
+		c.dirtyNext = nil
+		c.flags &^= flagDirty | flagFull
 		c.flush()
-		c = next
-		l.dirty = c
 	}
-	l.dirty = nil
+	if len(l.full) > 0 {
+		clear(l.full)
+		l.full = l.full[:0]
+	}
 }
 
-// tick advances the timing wheel and re-checks backlogged connections.
+// tick advances the timing wheel, re-checks backlogged connections and
+// publishes the loop's counters.
 func tickTask(l *Loop, _ any) {
 	l.wheel.advance(l.eng.tickNow(), (*Conn).onDeadline)
 	l.checkBacklog()
+	l.publishStats()
 }
 
-// checkBacklog finds backlogged connections that drained below the low-water
-// mark and tells the handler.
+// publishStats copies the counters where Engine.Stats can read them without
+// waiting for the loop.
+func (l *Loop) publishStats() {
+	l.pubMu.Lock()
+	l.pub = l.stats
+	l.pubMu.Unlock()
+}
+
+// published returns the counters of the loop's last tick. Any goroutine.
+func (l *Loop) published() LoopStats {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	return l.pub
+}
+
+// checkBacklog looks at every backlogged connection: frames held back in
+// its cork go to gnet as gnet's buffer drains below the low-water mark; a
+// connection closed with 4009 is closed once gnet has written its close
+// frame; below the low-water mark, the handler hears OnDrain.
 func (l *Loop) checkBacklog() {
 	if len(l.backlog) == 0 {
 		return
 	}
 	low := l.eng.opts.WriteLowWater
-	keep := l.backlog[:0]
-	for _, c := range l.backlog {
+	// Iterate over a copy: a flush may close a connection synchronously,
+	// and the handler's OnClose or OnDrain may write and backlog others.
+	l.scratch = append(l.scratch[:0], l.backlog...)
+	clear(l.backlog)
+	l.backlog = l.backlog[:0]
+	for _, c := range l.scratch {
+		c.flags &^= flagBacklogged
+		if c.state == StateClosed {
+			continue
+		}
+		if c.cork != nil && c.gc.OutboundBuffered() <= low {
+			c.flush() // may backlog c again
+			if c.state == StateClosed || c.flags&flagBacklogged != 0 {
+				continue
+			}
+		}
 		switch {
-		case c.state == StateClosed:
-			c.flags &^= flagBacklogged
+		case c.flags&flagDrainClose != 0:
+			if c.cork == nil && c.gc.OutboundBuffered() == 0 {
+				c.finishClose()
+			} else {
+				c.backlog()
+			}
 		case c.Queued() <= low:
-			c.flags &^= flagBacklogged
 			l.eng.handler.OnDrain(c)
 		default:
-			keep = append(keep, c)
+			c.backlog()
 		}
 	}
-	clear(l.backlog[len(keep):])
-	l.backlog = keep
+	clear(l.scratch)
+	l.scratch = l.scratch[:0]
 }
 
 func (l *Loop) addConn(c *Conn) {

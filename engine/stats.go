@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/gobwas/ws"
 )
@@ -51,8 +52,9 @@ func refusalIndex(status int) int {
 }
 
 // LoopStats are one loop's counters. The loop increments plain fields (no
-// atomics on the hot path); Engine.Stats copies them on the loop itself, so
-// readers never race with it.
+// atomics on the hot path); Engine.Stats copies them on the loop itself, or
+// takes the copy the loop published at its last tick, so readers never race
+// with it and never wait long for a busy loop.
 type LoopStats struct {
 	States            [numStates]int64
 	Upgrades          uint64
@@ -94,21 +96,50 @@ func (s *LoopStats) CloseCount(code ws.StatusCode) uint64 { return s.Closes[clos
 // RefusalCount returns how many upgrades were refused with status.
 func (s *LoopStats) RefusalCount(status int) uint64 { return s.Refusals[refusalIndex(status)] }
 
-// Stats returns each running loop's counters, copied on the loop itself.
+// statsFreshWait is how long Stats waits for a loop to copy its counters
+// before it settles for the copy of the loop's last tick.
+const statsFreshWait = 50 * time.Millisecond
+
+// Stats returns each running loop's counters: copied on the loop itself when
+// it answers within statsFreshWait, else the copy it published at its last
+// tick (at most one tick old, or older while the loop is stuck in one task).
+// It never fails for a busy loop; the error is only ctx's, when ctx ends
+// before statsFreshWait.
 func (e *Engine) Stats(ctx context.Context) ([]LoopStats, error) {
-	return Collect(ctx, e.loops, func(l *Loop) LoopStats { return l.stats })
+	fresh, cancel := context.WithTimeout(ctx, statsFreshWait)
+	defer cancel()
+	out, missing := collect(fresh, e.loops, func(l *Loop) LoopStats { return l.stats })
+	if len(missing) > 0 && ctx.Err() != nil {
+		return nil, fmt.Errorf("engine: stats: %w", ctx.Err())
+	}
+	for _, i := range missing {
+		out[i] = e.loops[i].published()
+	}
+	return out, nil
 }
 
 // Collect runs read on every running loop (through Post, so read may look at
 // loop-owned state without a race) and returns the results indexed like
 // loops; a loop that is not running leaves its zero value. It waits at most
-// until ctx is done. For metrics and tests, not for hot paths.
+// until ctx is done, then fails naming the first loop that did not answer.
+// For metrics and tests, not for hot paths; Engine.Stats does not wait on a
+// busy loop.
 func Collect[T any](ctx context.Context, loops []*Loop, read func(*Loop) T) ([]T, error) {
+	out, missing := collect(ctx, loops, read)
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("engine: collect from loop %d: %w", missing[0], ctx.Err())
+	}
+	return out, nil
+}
+
+// collect is Collect returning the indexes of the loops that did not answer
+// before ctx ended. Their tasks still run later, on results nobody reads.
+func collect[T any](ctx context.Context, loops []*Loop, read func(*Loop) T) (out []T, missing []int) {
 	type result struct {
 		v    T
 		done chan struct{}
 	}
-	out := make([]T, len(loops))
+	out = make([]T, len(loops))
 	pending := make([]*result, len(loops))
 	for i, l := range loops {
 		res := &result{done: make(chan struct{})}
@@ -128,8 +159,13 @@ func Collect[T any](ctx context.Context, loops []*Loop, read func(*Loop) T) ([]T
 		case <-res.done:
 			out[i] = res.v
 		case <-ctx.Done():
-			return nil, fmt.Errorf("engine: collect from loop %d: %w", i, ctx.Err())
+			select {
+			case <-res.done:
+				out[i] = res.v
+			default:
+				missing = append(missing, i)
+			}
 		}
 	}
-	return out, nil
+	return out, missing
 }

@@ -183,6 +183,7 @@ func (e *Engine) upgrade(c *Conn, in []byte) (res upgradeResult, n int) {
 		if params, ok := up.deflate.Accepted(); ok {
 			c.enableDeflate(params)
 		}
+		c.flags |= flagHTTPHead
 		c.write(up.out.B)
 		return upgradeDone, n
 	case up.status != 0:
@@ -236,6 +237,7 @@ func (e *Engine) writeHTTPError(c *Conn, status int, reason string) {
 	b.B = append(b.B, "\r\n\r\n"...)
 	b.B = append(b.B, reason...)
 	b.B = append(b.B, '\n')
+	c.flags |= flagHTTPHead
 	c.write(b.B)
 	c.loop.stats.Refusals[refusalIndex(status)]++
 }

@@ -176,7 +176,7 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	case queued+size > o.MaxQueueBytes:
 		s.stats.SlowConsumers++
 		cl.releaseHeld()
-		c.Close(engine.CloseSlowConsumer, "slow consumer")
+		c.CloseSlowConsumer() // drops what is queued, close frame first
 		return
 	}
 	if q := queued + size; q > s.stats.MaxQueued {
