@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +14,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
-	"golang.org/x/sys/unix"
 
 	"github.com/wsgate/wsgate/frame"
 )
@@ -41,11 +42,14 @@ type Engine struct {
 	start       time.Time
 
 	loopMu   sync.Mutex // guards discovery of which gnet loop is which Loop
+	acc      acceptCounters
+	accept   *acceptor // set by Start
 	open     atomic.Int64
 	draining atomic.Bool // SetDraining: refuse new upgrades with 503
 	gnetEng  atomic.Pointer[gnet.Engine]
 	addr     atomic.Pointer[net.TCPAddr]
-	booted   chan struct{}
+	booted   chan struct{} // closed when gnet's loops exist (first OnTick)
+	bootOnce sync.Once
 	stopped  chan struct{}
 	runErr   error
 	stopTick chan struct{}
@@ -107,20 +111,31 @@ func (e *Engine) Ticks(d time.Duration) uint32 {
 	return uint32(max(t, 1))
 }
 
-// Start listens and runs the loops; it returns once the listener is bound.
+// Start listens and runs the loops; it returns once the listener is bound
+// and the loops run. The engine accepts connections itself (acceptor.go);
+// gnet runs the event loops on a private Unix socket that is unlinked right
+// after it is bound, so gnet's own acceptor never sees a connection.
 func (e *Engine) Start() error {
 	e.start = time.Now()
+	ln, err := e.listen()
+	if err != nil {
+		return fmt.Errorf("engine: listen on %s: %w", e.opts.Addr, err)
+	}
+	e.addr.Store(ln.Addr().(*net.TCPAddr))
+	dir, err := privateSocketDir()
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("engine: directory for the loops' socket: %w", err)
+	}
+	defer os.RemoveAll(dir) // once bound, gnet's socket need not be reachable
 	go func() {
-		e.runErr = gnet.Run(e, "tcp://"+e.opts.Addr,
+		e.runErr = gnet.Run(e, "unix://"+filepath.Join(dir, "loops.sock"),
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(e.opts.Loops),
 			gnet.WithReadBufferCap(e.opts.ReadBufferCap),
 			gnet.WithWriteBufferCap(e.opts.WriteBufferCap),
-			gnet.WithSocketSendBuffer(e.opts.SocketSendBuffer),
-			gnet.WithSocketRecvBuffer(e.opts.SocketRecvBuffer),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true), // a restarted gateway rebinds at once despite TIME_WAIT
-
+			gnet.WithLoadBalancing(gnet.RoundRobin),
+			gnet.WithTicker(true), // its first OnTick says the loops exist
 			gnet.WithLogger(quietLogger{}),
 			gnet.WithLogLevel(logging.ErrorLevel),
 		)
@@ -129,8 +144,11 @@ func (e *Engine) Start() error {
 	select {
 	case <-e.booted:
 	case <-e.stopped:
-		return fmt.Errorf("engine: listen on %s: %w", e.opts.Addr, e.runErr)
+		_ = ln.Close()
+		return fmt.Errorf("engine: start event loops: %w", e.runErr)
 	}
+	e.accept = newAcceptor(e, ln)
+	go e.accept.run()
 	go e.ticker()
 	return nil
 }
@@ -148,6 +166,13 @@ func (e *Engine) Stop(ctx context.Context) error {
 	var err error
 	e.stopOnce.Do(func() {
 		close(e.stopTick)
+		if a := e.accept; a != nil {
+			_ = a.ln.Close()
+			select {
+			case <-a.done:
+			case <-ctx.Done():
+			}
+		}
 		if g := e.gnetEng.Load(); g != nil {
 			err = g.Stop(ctx)
 		}
@@ -209,29 +234,23 @@ func (e *Engine) loopOf(gl gnet.EventLoop) *Loop {
 
 // --- gnet.EventHandler -----------------------------------------------------
 
-// OnBoot records the gnet engine and the bound address.
+// OnBoot records the gnet engine; the acceptor hands it connections.
+// gnet creates its loops after OnBoot: Start waits for the first OnTick.
 func (e *Engine) OnBoot(eng gnet.Engine) gnet.Action {
 	e.gnetEng.Store(&eng)
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			switch a := sa.(type) {
-			case *unix.SockaddrInet4:
-				e.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port})
-			case *unix.SockaddrInet6:
-				e.addr.Store(&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port})
-			}
-		}
-		_ = unix.Close(fd)
-	}
-	close(e.booted)
 	return gnet.None
 }
 
 // OnShutdown is called once all loops stopped.
 func (e *Engine) OnShutdown(gnet.Engine) {}
 
-// OnTick is unused: see ticker.
-func (e *Engine) OnTick() (time.Duration, gnet.Action) { return time.Hour, gnet.None }
+// OnTick runs on gnet's ticker goroutine, which gnet starts once its event
+// loops exist: the first call tells Start that connections can be handed
+// to them. The timing wheel is driven by Engine.ticker instead, on the loops.
+func (e *Engine) OnTick() (time.Duration, gnet.Action) {
+	e.bootOnce.Do(func() { close(e.booted) })
+	return time.Hour, gnet.None
+}
 
 // OnOpen registers a new TCP connection in StateConnecting with a handshake deadline.
 func (e *Engine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
