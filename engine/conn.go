@@ -35,16 +35,16 @@ func (s State) String() string {
 // connection flags
 const (
 	flagDirty           uint16 = 1 << iota // on the loop's dirty list
-	flagDeflate                           // permessage-deflate negotiated
-	flagHuffman                           // client limited our window: Huffman-only compression
-	flagBacklogged                        // above the high-water mark, on the loop's backlog list
-	flagCloseSent                         // our close frame is queued
-	flagCloseAfterFlush                   // close the TCP connection once the cork is written
-	flagAuthDeadline                      // authDeadline is armed
-	flagFull                              // cork passed the flush threshold: on the loop's full list
-	flagDrainClose                        // close frame handed over: close TCP once gnet's buffer drained
-	flagHTTPHead                          // the cork starts with an HTTP response, not a frame
-	flagTCPClose                          // gnet was asked to close the socket
+	flagDeflate                            // permessage-deflate negotiated
+	flagHuffman                            // client limited our window: Huffman-only compression
+	flagBacklogged                         // above the high-water mark, on the loop's backlog list
+	flagCloseSent                          // our close frame is queued
+	flagCloseAfterFlush                    // close the TCP connection once the cork is written
+	flagAuthDeadline                       // authDeadline is armed
+	flagFull                               // cork passed the flush threshold: on the loop's full list
+	flagDrainClose                         // close frame handed over: close TCP once gnet's buffer drained
+	flagHTTPHead                           // the cork starts with an HTTP response, not a frame
+	flagTCPClose                           // gnet was asked to close the socket
 )
 
 // Conn is one client connection. Every method is for the owning event loop
