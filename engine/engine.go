@@ -54,6 +54,12 @@ type Engine struct {
 	runErr   error
 	stopTick chan struct{}
 	stopOnce sync.Once
+
+	// manualClock, set by tests before Start, replaces the wall clock as
+	// the source of wheel ticks; the ticker does not run and tests advance
+	// the wheels themselves, so timer tests do not depend on the machine's
+	// speed.
+	manualClock *atomic.Uint32
 }
 
 // New validates opts (after Normalize) and prepares an engine serving h.
@@ -149,7 +155,9 @@ func (e *Engine) Start() error {
 	}
 	e.accept = newAcceptor(e, ln)
 	go e.accept.run()
-	go e.ticker()
+	if e.manualClock == nil {
+		go e.ticker()
+	}
 	return nil
 }
 
@@ -193,6 +201,9 @@ func (e *Engine) Done() <-chan struct{} { return e.stopped }
 
 // tickNow is the current timing-wheel tick.
 func (e *Engine) tickNow() uint32 {
+	if e.manualClock != nil {
+		return e.manualClock.Load()
+	}
 	return uint32(time.Since(e.start) / e.opts.TickInterval)
 }
 

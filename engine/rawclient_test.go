@@ -40,7 +40,7 @@ const (
 
 // ioTimeout bounds every read of the raw client: nothing in these tests
 // should take longer, so hitting it means the server hung.
-const ioTimeout = 3 * time.Second
+const ioTimeout = 10 * time.Second // generous: only reached when something is wrong
 
 // testKey is a valid Sec-WebSocket-Key (24 base64 characters).
 const testKey = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -303,7 +303,9 @@ func sumStats(t testing.TB, e *Engine) LoopStats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
-	all, err := e.Stats(ctx)
+	// Fresh copies, waiting for each loop: tests compare counters before and
+	// after an event, which Engine.Stats's tick-old fallback could miss.
+	all, err := Collect(ctx, e.loops, func(l *Loop) LoopStats { return l.stats })
 	if err != nil {
 		t.Fatalf("stats: %v", err)
 	}

@@ -194,17 +194,14 @@ func TestSlowConsumerSeesCloseFrame(t *testing.T) {
 
 // Idle means no data message in either direction (PROTOCOL.md section 7): a
 // client that only receives, and answers pings, must not get 4010 while
-// messages reach it.
+// messages reach it. The test drives the engine's clock.
 func TestIdleCountsOutboundData(t *testing.T) {
 	h := newConnRecorder()
-	opts := Options{
-		Loops:        1,
-		TickInterval: 10 * time.Millisecond,
-		PingInterval: 50 * time.Millisecond,
-		PingTimeout:  5 * time.Second,
-		IdleTimeout:  300 * time.Millisecond,
-	}
-	e := startEngine(t, opts, h)
+	opts := timerOpts()
+	opts.Loops = 1
+	opts.IdleTimeout = 4 * time.Second // 40 ticks
+	opts.PingTimeout = time.Minute
+	e := startManualEngine(t, opts, h)
 	cl, _, err := websocket.DefaultDialer.Dial(wsURL(e), nil)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
@@ -212,34 +209,21 @@ func TestIdleCountsOutboundData(t *testing.T) {
 	defer cl.Close()
 	c := h.next(t)
 
-	// The server sends a message every 10 ms until the client has received
-	// for four idle timeouts (by the engine's own tick count, so a stalled
-	// machine stretches the test instead of breaking it).
+	// A message every quarter of the idle timeout, for four idle timeouts.
+	// gorilla answers the engine's pings while it reads.
 	payload := []byte("news")
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		tk := time.NewTicker(10 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-				c.Loop().PostBytes(Task{Fn: deliverTask, Arg: &delivery{c: c, payload: payload}}, len(payload))
-			}
-		}
-	}()
-	start := e.tickNow()
-	want := 4 * e.ticks.idle
-	for received := 0; e.tickNow()-start < want; received++ {
+	step := e.ticks.idle / 4
+	for elapsed := uint32(0); elapsed < 4*e.ticks.idle; elapsed += step {
+		c.Loop().PostBytes(Task{Fn: deliverTask, Arg: &delivery{c: c, payload: payload}}, len(payload))
 		_ = cl.SetReadDeadline(time.Now().Add(ioTimeout))
 		if _, _, err := cl.ReadMessage(); err != nil {
-			t.Fatalf("after %d messages (%d ticks, idle timeout %d ticks): %v", received, e.tickNow()-start, e.ticks.idle, err)
+			t.Fatalf("after %d ticks (idle timeout %d ticks): %v", elapsed, e.ticks.idle, err)
 		}
+		advance(t, e, step)
 	}
-	// Data the client sends is not needed; pings were answered by gorilla's
-	// default handler while reading. The connection is still open:
+	if got := closes4010(t, e); got != 0 {
+		t.Fatalf("%d 4010 closes for a client that receives messages", got)
+	}
 	select {
 	case code := <-h.closed:
 		t.Fatalf("closed with %d", code)

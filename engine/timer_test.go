@@ -1,11 +1,11 @@
 package engine
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,93 +13,123 @@ import (
 )
 
 // --- timers through the engine (PROTOCOL.md section 7) -----------------------
+//
+// These tests drive the engine's clock themselves (manualClock): a deadline
+// passes when the test advances the wheels past it, never because the
+// machine was slow, and a test can check that nothing happened one tick
+// before a deadline. Durations below are nominal; TickInterval converts
+// them to ticks.
 
 func timerOpts() Options {
 	return Options{
-		HandshakeTimeout: 300 * time.Millisecond,
-		CloseTimeout:     300 * time.Millisecond,
-		TickInterval:     10 * time.Millisecond,
-		PingInterval:     100 * time.Millisecond,
-		PingTimeout:      400 * time.Millisecond,
+		TickInterval:     100 * time.Millisecond,
+		HandshakeTimeout: time.Minute,
+		CloseTimeout:     2 * time.Second, // 20 ticks
+		PingInterval:     time.Second,     // 10 ticks
+		PingTimeout:      4 * time.Second, // 40 ticks
 		IdleTimeout:      -1,
 	}
 }
 
-// converse runs the client side for d: every ping is answered with a pong
-// when answer is set, every send interval (0: never) a text message goes
-// out and its echo is checked. It returns the close frame if the server
-// closed, and how many pings came.
-func (c *rawClient) converse(t testing.TB, d time.Duration, answer bool, send time.Duration) (closeFrame *serverFrame, pings int) {
+// startManualEngine is startEngine with a clock only the test advances.
+func startManualEngine(t testing.TB, opts Options, h Handler) *Engine {
 	t.Helper()
-	end := time.Now().Add(d)
-	nextSend := time.Now()
-	pending := 0
-	for time.Now().Before(end) {
-		if send > 0 && !time.Now().Before(nextSend) {
-			c.writeFrame(opText, []byte("keepalive"))
-			pending++
-			nextSend = nextSend.Add(send)
-		}
-		wait := time.Until(end)
-		if send > 0 {
-			wait = min(wait, time.Until(nextSend))
-		}
-		fr, err := c.readFrameErr(max(wait, time.Millisecond))
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		switch fr.op {
-		case opPing:
-			pings++
-			if answer {
-				c.writeFrame(opPong, fr.payload)
-			}
-		case opText:
-			if string(fr.payload) != "keepalive" || pending == 0 {
-				t.Fatalf("unexpected %v %q", fr, fr.payload)
-			}
-			pending--
-		case opClose:
-			return &fr, pings
-		default:
-			t.Fatalf("unexpected %v", fr)
-		}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
 	}
-	return nil, pings
+	if opts.Loops == 0 {
+		opts.Loops = 2
+	}
+	e, err := New(opts, h)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	e.manualClock = new(atomic.Uint32)
+	if err := e.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return e
+}
+
+// advance moves the manual clock n ticks and runs a tick on every loop,
+// returning once each has run it.
+func advance(t testing.TB, e *Engine, n uint32) {
+	t.Helper()
+	e.manualClock.Add(n)
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	if _, err := Collect(ctx, e.loops, func(l *Loop) struct{} { tickTask(l, nil); return struct{}{} }); err != nil {
+		t.Fatalf("advance: %v", err)
+	}
+}
+
+// writeRead writes b and waits until the engine has read it.
+func (c *rawClient) writeRead(e *Engine, b []byte) {
+	c.t.Helper()
+	c.writeSynced(e, b, sumStats(c.t, e).BytesIn+uint64(len(b)))
+}
+
+// expectPing reads one frame and checks it is an empty ping.
+func (c *rawClient) expectPing() {
+	c.t.Helper()
+	if fr := c.readFrame(); fr.op != opPing || !fr.fin || len(fr.payload) != 0 {
+		c.t.Fatalf("got %v, want an empty ping", fr)
+	}
+}
+
+// answerPing reads a ping and answers it; the engine has read the pong when
+// it returns.
+func (c *rawClient) answerPing(e *Engine) {
+	c.t.Helper()
+	c.expectPing()
+	c.writeRead(e, clientFrame(true, 0, opPong, true, nil))
+}
+
+// closes4010 is how many 4010 closes the engine sent.
+func closes4010(t testing.TB, e *Engine) uint64 {
+	s := sumStats(t, e)
+	return s.CloseCount(CloseIdle)
 }
 
 func TestPingTimers(t *testing.T) {
-	e := startEngine(t, timerOpts(), EchoHandler{})
+	e := startManualEngine(t, timerOpts(), EchoHandler{})
+	tk := e.ticks
 
 	t.Run("silent client gets a ping", func(t *testing.T) {
 		before := sumStats(t, e).PingsSent
 		c, _ := dialUpgraded(t, e)
-		start := time.Now()
-		fr := c.readFrame()
-		if fr.op != opPing || !fr.fin || len(fr.payload) != 0 {
-			t.Fatalf("got %v, want an empty ping", fr)
+		advance(t, e, tk.ping-1)
+		if got := sumStats(t, e).PingsSent; got != before {
+			t.Fatalf("PingsSent %d one tick before the ping interval, was %d", got, before)
 		}
-		if el := time.Since(start); el < 50*time.Millisecond {
-			t.Fatalf("ping after %v, ping interval 100ms", el)
-		}
-		if got := sumStats(t, e).PingsSent; got <= before {
-			t.Fatalf("PingsSent %d, was %d", got, before)
+		advance(t, e, 1)
+		c.expectPing()
+		if got := sumStats(t, e).PingsSent; got != before+1 {
+			t.Fatalf("PingsSent %d, want %d", got, before+1)
 		}
 	})
 
 	t.Run("answered pings keep the connection open", func(t *testing.T) {
 		c, _ := dialUpgraded(t, e)
-		// Several ping rounds, past PingInterval+PingTimeout.
-		cl, pings := c.converse(t, 700*time.Millisecond, true, 0)
-		if cl != nil {
-			t.Fatalf("closed with %v after %d pings", cl, pings)
+		before := closes4010(t, e)
+		// Rounds past PingInterval+PingTimeout in all. Deadlines are lazy:
+		// after an answered ping, the next one goes out when the wheel
+		// visits the connection at its ping timeout slot.
+		advance(t, e, tk.ping)
+		c.answerPing(e)
+		for round := 0; round < 3; round++ {
+			advance(t, e, tk.pingTimeout)
+			c.answerPing(e)
 		}
-		if pings < 2 {
-			t.Fatalf("%d pings in 700ms with a 100ms interval", pings)
+		if got := closes4010(t, e); got != before {
+			t.Fatalf("%d 4010 closes for a client that answers pings", got-before)
 		}
 		c.writeFrame(opText, []byte("still here"))
 		c.expectMessage(opText, []byte("still here"))
@@ -107,14 +137,15 @@ func TestPingTimers(t *testing.T) {
 
 	t.Run("unanswered ping closes with 4010", func(t *testing.T) {
 		c, _ := dialUpgraded(t, e)
-		if fr := c.readFrame(); fr.op != opPing {
-			t.Fatalf("got %v, want a ping", fr)
+		before := closes4010(t, e)
+		advance(t, e, tk.ping)
+		c.expectPing()
+		advance(t, e, tk.pingTimeout-1)
+		if got := closes4010(t, e); got != before {
+			t.Fatalf("4010 one tick before the ping timeout")
 		}
-		pinged := time.Now()
+		advance(t, e, 1)
 		fr := c.expectClose(t, uint16(CloseIdle))
-		if el := time.Since(pinged); el < 200*time.Millisecond {
-			t.Fatalf("closed %v after the ping, ping timeout 400ms", el)
-		}
 		if fr.closeReason() != "ping timeout" {
 			t.Errorf("reason %q", fr.closeReason())
 		}
@@ -122,44 +153,55 @@ func TestPingTimers(t *testing.T) {
 
 	t.Run("a data frame also answers a ping", func(t *testing.T) {
 		c, _ := dialUpgraded(t, e)
-		cl, _ := c.converse(t, 500*time.Millisecond, false, 50*time.Millisecond)
-		if cl != nil {
-			t.Fatalf("closed with %v", cl)
+		before := closes4010(t, e)
+		advance(t, e, tk.ping)
+		c.expectPing()
+		c.writeFrame(opText, []byte("data, no pong"))
+		c.expectMessage(opText, []byte("data, no pong")) // read by the engine
+		advance(t, e, tk.pingTimeout)
+		c.expectPing() // the next round's ping, not a close
+		if got := closes4010(t, e); got != before {
+			t.Fatal("4010 although a data frame answered the ping")
 		}
 	})
 }
 
 func TestIdleTimeout(t *testing.T) {
 	opts := timerOpts()
-	opts.PingInterval = 50 * time.Millisecond
-	opts.IdleTimeout = 400 * time.Millisecond
-	e := startEngine(t, opts, EchoHandler{})
+	opts.IdleTimeout = 4 * time.Second // 40 ticks, 4 ping intervals
+	opts.PingTimeout = time.Minute
+	e := startManualEngine(t, opts, EchoHandler{})
+	tk := e.ticks
 
 	t.Run("pings answered but no data", func(t *testing.T) {
 		c, _ := dialUpgraded(t, e)
-		start := time.Now()
-		cl, pings := c.converse(t, 3*time.Second, true, 0)
-		if cl == nil {
-			t.Fatal("no idle close within 3s, idle timeout 400ms")
+		before := closes4010(t, e)
+		advance(t, e, tk.ping)
+		c.answerPing(e)
+		advance(t, e, tk.idle-tk.ping-1)
+		if got := closes4010(t, e); got != before {
+			t.Fatal("4010 before the idle timeout")
 		}
-		if cl.closeCode() != uint16(CloseIdle) || cl.closeReason() != "idle timeout" {
-			t.Fatalf("got %v, want close 4010 idle timeout", cl)
+		advance(t, e, 1)
+		fr := c.expectClose(t, uint16(CloseIdle))
+		if fr.closeReason() != "idle timeout" {
+			t.Fatalf("got %v %q, want close 4010 idle timeout", fr, fr.closeReason())
 		}
-		if el := time.Since(start); el < 300*time.Millisecond {
-			t.Fatalf("idle close after %v, idle timeout 400ms", el)
-		}
-		if pings == 0 {
-			t.Fatal("no ping before the idle close")
-		}
-		c.expectEOF(t, time.Second)
 	})
 
 	t.Run("a client sending data stays open", func(t *testing.T) {
 		c, _ := dialUpgraded(t, e)
-		cl, _ := c.converse(t, 900*time.Millisecond, true, 50*time.Millisecond)
-		if cl != nil {
-			t.Fatalf("closed with %v while sending data", cl)
+		before := closes4010(t, e)
+		for elapsed := uint32(0); elapsed < 3*tk.idle; elapsed += tk.ping - 1 {
+			c.writeFrame(opText, []byte("keepalive"))
+			c.expectMessage(opText, []byte("keepalive"))
+			advance(t, e, tk.ping-1)
 		}
+		if got := closes4010(t, e); got != before {
+			t.Fatal("4010 for a client sending data")
+		}
+		c.writeFrame(opText, []byte("still here"))
+		c.expectMessage(opText, []byte("still here"))
 	})
 }
 
@@ -177,9 +219,8 @@ func (closingHandler) OnMessage(c *Conn, op ws.OpCode, payload []byte) {
 }
 
 func TestServerCloseHandshake(t *testing.T) {
-	opts := timerOpts()
-	opts.CloseTimeout = time.Second
-	e := startEngine(t, opts, closingHandler{})
+	e := startManualEngine(t, timerOpts(), closingHandler{})
+	tk := e.ticks
 
 	t.Run("client answers", func(t *testing.T) {
 		c, _ := dialUpgraded(t, e)
@@ -191,25 +232,30 @@ func TestServerCloseHandshake(t *testing.T) {
 		// Data after the server's close is discarded, not echoed.
 		c.writeFrame(opText, []byte("ignored"))
 		c.writeFrame(opClose, closePayload(4000, ""))
-		start := time.Now()
-		c.expectEOF(t, time.Second)
-		if el := time.Since(start); el > 500*time.Millisecond {
-			t.Errorf("TCP close %v after the client's close frame, close timeout 1s", el)
-		}
+		// The clock does not move: the TCP close comes from the answer,
+		// not from the close timeout.
+		c.expectEOF(t, ioTimeout)
 	})
 
 	t.Run("client never answers", func(t *testing.T) {
+		checkFor(t, ioTimeout, func() error {
+			if n := e.OpenConns(); n != 0 {
+				return fmt.Errorf("%d connections still open", n)
+			}
+			return nil
+		})
 		c, _ := dialUpgraded(t, e)
 		c.writeFrame(opText, []byte("close-me"))
 		fr := c.readFrame()
 		if fr.op != opClose || fr.closeCode() != 4000 {
 			t.Fatalf("got %v, want close 4000", fr)
 		}
-		start := time.Now()
-		c.expectEOF(t, 3*time.Second)
-		if el := time.Since(start); el < 700*time.Millisecond {
-			t.Errorf("TCP closed %v after the close frame, close timeout 1s", el)
+		advance(t, e, tk.close-1)
+		if n := e.OpenConns(); n != 1 {
+			t.Fatalf("%d open connections one tick before the close timeout, want 1", n)
 		}
+		advance(t, e, 1)
+		c.expectEOF(t, ioTimeout)
 	})
 }
 
