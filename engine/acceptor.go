@@ -158,7 +158,9 @@ func (a *acceptor) recount() {
 		return
 	}
 	a.counted = time.Now()
-	a.others = max(n-a.e.OpenConns()-2*len(a.enrolling), 0)
+	// A registration holds one descriptor, or two once gnet duplicated it:
+	// subtracting one each errs towards counting too many others.
+	a.others = max(n-a.e.OpenConns()-len(a.enrolling), 0)
 }
 
 // countFDs counts the entries of /proc/self/fd without allocating a name
@@ -228,6 +230,7 @@ func (a *acceptor) run() {
 	var backoff time.Duration
 	for {
 		a.reap(false)
+		a.openSpare() // after an EMFILE, as soon as there is room again
 		c, err := a.ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -262,8 +265,7 @@ func (a *acceptor) run() {
 // pending connection. It reports false when even that failed.
 func (a *acceptor) shedWithSpare() bool {
 	if a.spare < 0 {
-		a.openSpare()
-		return false
+		return false // lost to another thread's open; reopened when there is room
 	}
 	a.closeSpare()
 	c, err := a.ln.AcceptTCP()
@@ -316,20 +318,29 @@ func (a *acceptor) reap(wait bool) {
 	}
 }
 
+// reapOne looks at the oldest registration. gnet's worker sends its result,
+// closes our duplicate of the descriptor, then closes the channel: only the
+// close ends the registration's claim on two descriptors.
 func (a *acceptor) reapOne(wait bool) bool {
 	ch := a.enrolling[0]
-	var res gnet.RegisteredResult
-	if wait {
-		res = <-ch
-	} else {
-		select {
-		case res = <-ch:
-		default:
-			return false
+	for {
+		var res gnet.RegisteredResult
+		var ok bool
+		if wait {
+			res, ok = <-ch
+		} else {
+			select {
+			case res, ok = <-ch:
+			default:
+				return false
+			}
 		}
-	}
-	if res.Err != nil {
-		a.e.acc.enrollErrs.Add(1)
+		if !ok {
+			break
+		}
+		if res.Err != nil {
+			a.e.acc.enrollErrs.Add(1)
+		}
 	}
 	a.enrolling[0] = nil
 	a.enrolling = a.enrolling[1:]

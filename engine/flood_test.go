@@ -195,6 +195,23 @@ func (fc *floodChild) stats() map[string]int {
 	return m
 }
 
+// settled waits until the child's acceptor has taken n more connections
+// (accepted or shed) than in before, and returns its stats.
+func (fc *floodChild) settled(before map[string]int, n int) map[string]int {
+	fc.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := fc.stats()
+		if st["accepted"]+st["shed"] >= before["accepted"]+before["shed"]+n {
+			return st
+		}
+		if time.Now().After(deadline) {
+			fc.t.Fatalf("acceptor took %d of %d connections: %v -> %v", st["accepted"]+st["shed"]-before["accepted"]-before["shed"], n, before, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // echo checks one round trip on an open client.
 func echo(t *testing.T, c *websocket.Conn, msg string) {
 	t.Helper()
@@ -275,9 +292,10 @@ func TestAcceptFlood(t *testing.T) {
 	echo(t, legit, "before")
 
 	t.Run("half-open flood past the descriptor limit", func(t *testing.T) {
+		before := fc.stats()
 		conns, failed := flood(fc.addr, 3*floodLimit)
 		defer closeAll(conns)
-		st := fc.stats() // the child is alive and answering
+		st := fc.settled(before, len(conns)) // the child is alive and answering
 		t.Logf("flood of %d: %d dials failed; child: %v", 3*floodLimit, failed, st)
 		echo(t, legit, "during")
 		if st["shed"] == 0 {
@@ -297,12 +315,12 @@ func TestAcceptFlood(t *testing.T) {
 		before := fc.stats()
 		fc.command("eat", "ate ")
 		conns, _ := flood(fc.addr, 20)
-		st := fc.stats()
+		st := fc.settled(before, len(conns))
 		echo(t, legit, "while starved")
 		fc.command("free", "freed")
 		closeAll(conns)
 		t.Logf("child: %v", st)
-		if st["errors"] == before["errors"] || st["shedfd"] == before["shedfd"] {
+		if st["errors"] == before["errors"] || st["shedfd"] < before["shedfd"]+len(conns) {
 			t.Fatalf("accept errors %d -> %d, shed for descriptors %d -> %d: EMFILE not met or not shed",
 				before["errors"], st["errors"], before["shedfd"], st["shedfd"])
 		}
