@@ -219,7 +219,7 @@ func (c *Conn) corkBuf() *bytebufferpool.ByteBuffer {
 
 // markDirty runs after every append to the cork: it puts c on the loop's
 // dirty list (flushed after the current iteration), and on the full list
-// (flushed after the current task) once the cork passes WriteBufferCap, so a
+// (flushed after the current task) once the cork passes flushAt, so a
 // burst leaves as it is produced rather than after the whole inbox ran.
 func (c *Conn) markDirty() {
 	l := c.loop
@@ -228,7 +228,9 @@ func (c *Conn) markDirty() {
 		c.dirtyNext = l.dirty
 		l.dirty = c
 	}
-	if len(c.cork.B) >= l.eng.opts.WriteBufferCap && c.flags&(flagFull|flagBacklogged) == 0 {
+	// Only while gnet holds nothing: otherwise the kernel is not taking
+	// bytes anyway, and the loop's next settle hands them over.
+	if len(c.cork.B) >= l.flushAt && c.flags&(flagFull|flagBacklogged) == 0 && c.gc.OutboundBuffered() == 0 {
 		c.flags |= flagFull
 		l.full = append(l.full, c)
 	}
@@ -297,7 +299,10 @@ func (c *Conn) handOver() {
 		n = max(n, 0)
 		l.stats.BytesOut += uint64(n)
 		b = b[n:]
-		give = frameCut(b, frameRest(cork.B, n), hw)
+		give = 0
+		if len(b) > 0 {
+			give = frameCut(b, frameRest(cork.B, n), hw)
+		}
 	case out < hw:
 		give = frameCut(b, 0, hw-out)
 	default:

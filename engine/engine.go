@@ -97,7 +97,11 @@ func New(opts Options, h Handler) (*Engine, error) {
 	}
 	e.loops = make([]*Loop, opts.Loops)
 	for i := range e.loops {
-		e.loops[i] = &Loop{eng: e, index: i, nextConnID: uint64(i) << 48}
+		// Corks are written once they pass half of what the loop keeps
+		// for reuse (or gnet's write chunk, if smaller), so a burst
+		// neither waits for the end of the inbox nor outgrows the buffers.
+		flushAt := min(opts.WriteBufferCap, corkKeepMax/2)
+		e.loops[i] = &Loop{eng: e, index: i, flushAt: flushAt, nextConnID: uint64(i) << 48}
 	}
 	return e, nil
 }

@@ -24,9 +24,10 @@ type Task struct {
 // owned by the loop's goroutine.
 type Loop struct {
 	// Immutable after creation.
-	eng   *Engine
-	index int
-	gl    atomic.Pointer[gnetLoop] // set when the loop's first connection opens
+	eng     *Engine
+	index   int
+	flushAt int                      // cork size that gets a connection written after the current task
+	gl      atomic.Pointer[gnetLoop] // set when the loop's first connection opens
 
 	// Inbox: any goroutine, under mu.
 	mu         sync.Mutex
@@ -48,7 +49,7 @@ type Loop struct {
 	wheel       timingWheel
 	conns       []*Conn // every open connection of this loop
 	dirty       *Conn   // connections with corked bytes, linked by dirtyNext
-	full        []*Conn // dirty connections whose cork passed WriteBufferCap
+	full        []*Conn // dirty connections whose cork passed flushAt
 	running     []Task  // the inbox batch being run
 	runPos      int     // next task of running
 	backlog     []*Conn // connections above the high-water mark
@@ -231,7 +232,7 @@ func (l *Loop) settle() {
 	l.flushDirty()
 }
 
-// flushFull writes the connections whose cork passed WriteBufferCap. They
+// flushFull writes the connections whose cork passed flushAt. They
 // stay on the dirty list; its flush finds their cork empty or small.
 func (l *Loop) flushFull() {
 	for i, c := range l.full {
