@@ -148,7 +148,7 @@ func FuzzParseUpgrade(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		l := &Loop{eng: e}
+		l := &Loop{eng: e, flushAt: e.loops[0].flushAt}
 		c := &Conn{gc: fakeGnetConn{}, loop: l, wheelSlot: -1, index: -1}
 		c.dec.Init(&e.limits)
 		defer c.dec.Release()
