@@ -333,3 +333,78 @@ func (in *instance) dialLoop(user string) (*client, int) {
 }
 
 var _ = json.Marshal
+
+// A gap in one room's live sequence (republishes missed while the NATS
+// connection was down) is filled off the receiver goroutine: while the
+// fill is stalled, another room's live messages are delivered; the gapped
+// room's later messages wait, and come after the filled ones, in order
+// (issue 9, defect 8).
+func TestHistoryGapFillDoesNotBlockOtherRooms(t *testing.T) {
+	ns := startJS(t, t.TempDir())
+	a, _ := startGW(t, "a", histOpts(ns.ClientURL(), HistoryOptions{}))
+	b, _ := startGW(t, "b", histOpts(ns.ClientURL(), HistoryOptions{}))
+	alice, bob, carol := a.dial("alice"), b.dial("bob"), b.dial("carol")
+	alice.join("g")
+	alice.join("other")
+	bob.join("g")
+	carol.join("other")
+	a.waitSubscribed(4)
+	b.waitSubscribed(5)
+	entered, release := make(chan string, 4), make(chan struct{})
+	hook := func(room string) {
+		entered <- room
+		<-release
+	}
+	b.bp.hist.fillHook.Store(&hook)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+
+	alice.send(`{"type":"message","room":"g","data":0}`)
+	first := bob.expectRoomMsg("g", 0)
+	id, err := b.bp.Conn().GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.DisconnectClientByID(id); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ { // stored while b is away: b misses their republish
+		alice.send(fmt.Sprintf(`{"type":"message","room":"g","data":%d,"id":"m%d"}`, i, i))
+		alice.expect("ack")
+	}
+	waitUntil(t, "b to reconnect", func() bool { return b.bp.Stats().Reconnects > 0 && b.router.Ready() })
+	if err := b.bp.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	alice.send(`{"type":"message","room":"g","data":4}`) // reveals the gap: the fill stalls
+	select {
+	case room := <-entered:
+		if room != "g" {
+			t.Fatalf("fill of room %q", room)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no gap fill started")
+	}
+	alice.send(`{"type":"message","room":"g","data":5}`)       // parked behind the fill
+	alice.send(`{"type":"message","room":"other","data":"live"}`) // another room: not held up
+	if m := carol.expect("message"); m["room"] != "other" || m["data"] != "live" {
+		t.Fatalf("carol: %v", m)
+	}
+	if st := b.bp.HistoryStats(); st.Gaps != 1 || st.GapFillErrors != 0 {
+		t.Fatalf("history stats %+v while the fill is stalled", st)
+	}
+	unblock()
+	last := first.seq
+	for i := 1; i <= 5; i++ {
+		d := bob.expectRoomMsg("g", last)
+		if d.data != float64(i) {
+			t.Fatalf("after the gap %+v, want data %d", d, i)
+		}
+		last = d.seq
+	}
+	if st := b.bp.HistoryStats(); st.Gaps != 1 || st.GapFillErrors != 0 || st.Duplicates != 0 {
+		t.Fatalf("history stats %+v, want one gap filled", st)
+	}
+	bob.quiet()
+}
