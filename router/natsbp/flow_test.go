@@ -386,7 +386,7 @@ func TestHistoryGapFillDoesNotBlockOtherRooms(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no gap fill started")
 	}
-	alice.send(`{"type":"message","room":"g","data":5}`)       // parked behind the fill
+	alice.send(`{"type":"message","room":"g","data":5}`)          // parked behind the fill
 	alice.send(`{"type":"message","room":"other","data":"live"}`) // another room: not held up
 	if m := carol.expect("message"); m["room"] != "other" || m["data"] != "live" {
 		t.Fatalf("carol: %v", m)
