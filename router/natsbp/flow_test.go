@@ -408,3 +408,23 @@ func TestHistoryGapFillDoesNotBlockOtherRooms(t *testing.T) {
 	}
 	bob.quiet()
 }
+
+// A service message whose data has a number beyond float64 is refused by
+// the receiver like any undecodable payload (counted), so no receiver gets
+// it, JSON or msgpack; the next good one is delivered (issue 9, defect 10).
+func TestNATSServiceOutOfRangeNumberRefused(t *testing.T) {
+	ns := startNATS(t, 0)
+	in := startFlowGW(t, "a", Options{URLs: []string{ns.ClientURL()}}, engine.Options{Loops: 1}, nil)
+	c := in.dial("c")
+	c.join("r")
+	in.waitSubscribed(3)
+	svc := service(t, ns.ClientURL())
+	mustPublish(t, svc, "gw.room.r", []byte(`{"data":{"x":1e400},"from":"svc"}`))
+	mustPublish(t, svc, "gw.room.r", []byte(`{"data":"fine","from":"svc"}`))
+	if m := c.expect("message"); m["data"] != "fine" {
+		t.Fatalf("got %v", m)
+	}
+	if s := in.bp.Stats(); s.DecodeErrors != 1 || s.Received != 1 {
+		t.Fatalf("stats %+v: want the out-of-range message counted as a decode error", s)
+	}
+}

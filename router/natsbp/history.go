@@ -578,6 +578,8 @@ func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64
 		TS: w.TS, Origin: w.Origin, OriginConn: w.Conn, Seq: seq}
 	if len(rm.Data) == 0 {
 		rm.Data = []byte("null")
+	} else if !router.ValidJSON(rm.Data) {
+		return nil, fmt.Errorf("natsbp: stored payload of %s: %w", room, errBadData)
 	}
 	if rm.ID == "" {
 		rm.ID = "seq-" + strconv.FormatUint(seq, 10)
