@@ -55,6 +55,7 @@ package router
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/engine"
@@ -104,6 +105,11 @@ type resumeState struct {
 	last      uint64    // highest seq written to the client for this resume
 	held      []*outMsg // live messages that arrived during the replay (retained)
 	heldBytes int
+	// lost is set (by the backplane goroutine) when a page could not be
+	// handed to the loop (its inbox byte budget was spent): the rest is not
+	// written and the resume answers `unavailable`, so the client resumes
+	// again instead of missing a page.
+	lost atomic.Bool
 }
 
 func (st *resumeState) releaseHeld() {
@@ -240,8 +246,19 @@ func (r *Router) handleResume(cl *client, e *Envelope) {
 	}
 	t[key] = st
 	loop := s.loop
+	chunk := max(r.eopts.InboxBytes/8, 1) // a page is handed over in pieces that fit an inbox
 	err := r.hist.Replay(key.room, e.Since, func(msgs []*Remote) {
-		loop.Post(engine.Task{Fn: replayPageTask, Arg: &replayPage{st: st, msgs: msgs}})
+		for len(msgs) > 0 && !st.lost.Load() {
+			n, cost := 0, 0
+			for n < len(msgs) && (n == 0 || cost+remoteCost(msgs[n]) <= chunk) {
+				cost += remoteCost(msgs[n])
+				n++
+			}
+			if !loop.PostBytes(engine.Task{Fn: replayPageTask, Arg: &replayPage{st: st, msgs: msgs[:n]}}, cost) {
+				st.lost.Store(true)
+			}
+			msgs = msgs[n:]
+		}
 	}, func(recovered bool, err error) {
 		loop.Post(engine.Task{Fn: replayDoneTask, Arg: &replayDone{st: st, recovered: recovered, err: err}})
 	})
@@ -250,6 +267,11 @@ func (r *Router) handleResume(cl *client, e *Envelope) {
 		s.stats.BackplaneErrors++
 		r.replyError(cl, errUnavailable, e.ID)
 	}
+}
+
+// remoteCost is what a replayed message charges against a loop's inbox.
+func remoteCost(rm *Remote) int {
+	return len(rm.Data) + len(rm.Name) + len(rm.From) + len(rm.ID) + outMsgOverhead
 }
 
 type replayPage struct {
@@ -279,7 +301,7 @@ func replayPageTask(_ *engine.Loop, arg any) {
 	cl := st.key.cl
 	s := cl.shard
 	for _, rm := range p.msgs {
-		if !st.current() {
+		if !st.current() || st.lost.Load() {
 			return
 		}
 		if rm.Seq <= st.last {
@@ -307,8 +329,9 @@ func replayDoneTask(_ *engine.Loop, arg any) {
 	s := cl.shard
 	r := s.r
 	delete(r.resumes[s.loop.Index()], st.key) // from here live messages go straight out
+	lost := st.lost.Load() // then the client resumes again from st.last: hold nothing out of order
 	for i, m := range st.held {
-		if m.seq > st.last && cl.conn.State() < engine.StateClosing {
+		if !lost && m.seq > st.last && cl.conn.State() < engine.StateClosing {
 			s.deliverTo(cl, m)
 			st.last = m.seq
 		}
@@ -319,7 +342,7 @@ func replayDoneTask(_ *engine.Loop, arg any) {
 	if cl.conn.State() >= engine.StateClosing {
 		return
 	}
-	if d.err != nil {
+	if d.err != nil || st.lost.Load() {
 		s.stats.BackplaneErrors++
 		r.replyError(cl, errUnavailable, st.id)
 		return
