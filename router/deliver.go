@@ -126,12 +126,16 @@ func (m *outMsg) inboxCost() int {
 }
 
 // noteDropped records that n messages for (kind, name) never reached this
-// loop, and makes sure the loop will tell their receivers (gapTask). Safe
-// from any goroutine; it never waits on the loop. The drain task is a
-// plain Post: at most one is in the inbox at a time, so it is bounded.
-func (s *shard) noteDropped(kind Kind, name []byte, n uint64) {
+// loop, and makes sure the loop will tell their receivers (gapTask); refused
+// says the loop's own inbox refused them (counted as InboxDropped; the
+// backplane counts its own drops). Safe from any goroutine; it never waits
+// on the loop. The drain task is a plain Post: at most one is in the inbox
+// at a time, so it is bounded.
+func (s *shard) noteDropped(kind Kind, name []byte, n uint64, refused bool) {
 	g := &s.gaps
-	g.dropped.Add(n)
+	if refused {
+		g.dropped.Add(n)
+	}
 	g.mu.Lock()
 	if kind == KindAll {
 		g.all += n

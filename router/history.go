@@ -40,7 +40,11 @@ package router
 // the replay: a client should join, then resume, and drop seq it has seen.
 // Flow control applies to replayed messages like any other (a replay larger
 // than -max-queue-bytes closes a slow client with 4009), and the held live
-// messages are bounded by -max-queue-bytes too. The connection may be gone
+// messages are bounded by -max-queue-bytes too. Pages reach the loop in
+// pieces of at most 1/8 of its inbox byte budget; when the loop refuses one
+// (its budget spent), the rest of the replay is not written and the resume
+// answers `error unavailable` (the client resumes again from the last seq
+// it got). The connection may be gone
 // when a page comes back: every task checks the state is still current.
 //
 // `recovered` is true when nothing of the room after since was lost: the
@@ -329,7 +333,9 @@ func replayDoneTask(_ *engine.Loop, arg any) {
 	s := cl.shard
 	r := s.r
 	delete(r.resumes[s.loop.Index()], st.key) // from here live messages go straight out
-	lost := st.lost.Load() // then the client resumes again from st.last: hold nothing out of order
+	// After a lost page the client resumes again from st.last: write none
+	// of the held live messages, which would skip the hole.
+	lost := st.lost.Load()
 	for i, m := range st.held {
 		if !lost && m.seq > st.last && cl.conn.State() < engine.StateClosing {
 			s.deliverTo(cl, m)

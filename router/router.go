@@ -278,7 +278,7 @@ func (r *Router) route(own *shard, m *outMsg) {
 		if !s.loop.PostBytes(engine.Task{Fn: deliverTask, Arg: m}, cost) {
 			m.release()
 			if s.loop.Running() { // a loop that never ran has no receivers
-				s.noteDropped(m.kind, m.name, 1)
+				s.noteDropped(m.kind, m.name, 1, true)
 			}
 		}
 	}
@@ -319,7 +319,7 @@ func (r *Router) droppedRemote(rm *Remote) {
 	}
 	for i, s := range r.shards {
 		if mask&loopBit(i) != 0 && s.loop.Running() {
-			s.noteDropped(rm.Kind, []byte(rm.Name), rm.Dropped)
+			s.noteDropped(rm.Kind, []byte(rm.Name), rm.Dropped, false)
 		}
 	}
 }

@@ -50,7 +50,7 @@ type gapBook struct {
 	all    uint64             // drops for gw.all, or past maxGapAddrs
 	posted bool               // a gapTask is in the loop's inbox
 
-	dropped atomic.Uint64 // messages refused by this loop's inbox (ShardStats.InboxDropped)
+	dropped atomic.Uint64 // messages this loop's inbox refused (ShardStats.InboxDropped)
 }
 
 type gapAddr struct {
@@ -71,12 +71,11 @@ type ShardStats struct {
 	BackplaneErrors uint64
 	SlowConsumers   uint64
 	// InboxDropped counts messages for this loop's receivers that the loop
-	// never got: its inbox byte budget (-loop-inbox-bytes) was spent, or
-	// the backplane dropped them before delivery (told as Remote.Dropped).
-	// Their receivers get `gap {reason: overload}`.
+	// never got because its inbox byte budget (-loop-inbox-bytes) was spent.
+	// Their receivers get `gap {reason: overload}`, as do those of messages
+	// the backplane lost (Remote.Dropped; counted by the backplane).
 	InboxDropped uint64
-	// OverloadGaps counts the gap messages sent for InboxDropped (also in
-	// GapsSent).
+	// OverloadGaps counts the overload gap messages sent (also in GapsSent).
 	OverloadGaps uint64
 	// Undeliverable counts deliveries skipped because the data has no form
 	// in the receiver's codec (a msgpack ext or NaN for a JSON receiver).
@@ -111,12 +110,17 @@ func (s *ShardStats) Add(o *ShardStats) {
 func (r *Router) Stats(ctx context.Context) ([]ShardStats, error) {
 	return engine.Collect(ctx, r.eng.Loops(), func(l *engine.Loop) ShardStats {
 		if sh, ok := l.Data().(*shard); ok {
-			st := sh.stats
-			st.InboxDropped = sh.gaps.dropped.Load()
-			return st
+			return sh.statsCopy()
 		}
 		return ShardStats{}
 	})
+}
+
+// statsCopy is the loop's counters, with those kept in atomics (on the loop).
+func (s *shard) statsCopy() ShardStats {
+	st := s.stats
+	st.InboxDropped = s.gaps.dropped.Load()
+	return st
 }
 
 func newShard(l *engine.Loop, r *Router) *shard {
