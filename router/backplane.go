@@ -48,6 +48,11 @@ type Remote struct {
 	// message in history mode: the message comes back to its own instance
 	// through the stream, and that connection is skipped there.
 	OriginConn uint64
+	// Dropped, when not 0, makes this no message but a notice: the
+	// backplane lost Dropped messages for the address (Kind, Name) before
+	// delivery (it fell behind); the router counts them and tells the
+	// address's local receivers with `gap`.
+	Dropped uint64
 }
 
 // ErrUnavailable means the backplane cannot take messages now (NATS down);

@@ -115,6 +115,100 @@ var encPool = sync.Pool{New: func() any { return new(encBuf) }}
 func getBuf() *encBuf  { return encPool.Get().(*encBuf) }
 func putBuf(b *encBuf) { encPool.Put(b) }
 
+// outMsgOverhead is what an outMsg costs beyond its byte fields (the
+// struct, its frames' headers), charged against a loop's inbox budget.
+const outMsgOverhead = 256
+
+// inboxCost is what handing m to another loop charges against that loop's
+// inbox byte budget (engine.Loop.PostBytes).
+func (m *outMsg) inboxCost() int {
+	return len(m.data) + len(m.name) + len(m.from) + len(m.id) + outMsgOverhead
+}
+
+// noteDropped records that n messages for (kind, name) never reached this
+// loop, and makes sure the loop will tell their receivers (gapTask); refused
+// says the loop's own inbox refused them (counted as InboxDropped; the
+// backplane counts its own drops). Safe from any goroutine; it never waits
+// on the loop. The drain task is a plain Post: at most one is in the inbox
+// at a time, so it is bounded.
+func (s *shard) noteDropped(kind Kind, name []byte, n uint64, refused bool) {
+	g := &s.gaps
+	if refused {
+		g.dropped.Add(n)
+	}
+	g.mu.Lock()
+	if kind == KindAll {
+		g.all += n
+	} else if k := (gapAddr{kind: kind, name: string(name)}); len(g.addrs) < maxGapAddrs {
+		g.addrs[k] += n
+	} else if _, ok := g.addrs[k]; ok {
+		g.addrs[k] += n
+	} else {
+		g.all += n
+	}
+	post := !g.posted
+	g.posted = true
+	g.mu.Unlock()
+	if post && !s.loop.Post(engine.Task{Fn: gapTask}) {
+		g.mu.Lock()
+		g.posted = false // the loop is stopping: nobody is left to tell
+		g.mu.Unlock()
+	}
+}
+
+// gapTask tells the members of every address in the loop's gapBook how
+// many messages they missed (on the loop). It runs after the deliveries
+// that were queued before the first drop it reports.
+func gapTask(l *engine.Loop, _ any) {
+	s, ok := l.Data().(*shard)
+	if !ok {
+		return
+	}
+	g := &s.gaps
+	g.mu.Lock()
+	addrs, all := g.addrs, g.all
+	if g.spare == nil {
+		g.spare = make(map[gapAddr]uint64)
+	}
+	g.addrs, g.spare, g.all, g.posted = g.spare, nil, 0, false
+	g.mu.Unlock()
+	for k, n := range addrs {
+		if set := s.tables[k.kind][k.name]; set != nil {
+			for _, cl := range set.list {
+				s.sendGap(cl, targetOf(k.kind), []byte(k.name), n)
+			}
+		}
+	}
+	clear(addrs)
+	g.mu.Lock()
+	g.spare = addrs
+	g.mu.Unlock()
+	if all > 0 {
+		for _, cl := range s.authed {
+			s.sendGap(cl, TargetRoom, nil, all)
+		}
+	}
+}
+
+// sendGap tells cl that n messages for name were dropped before reaching
+// its loop. A backed-up connection adds them to its low-priority count
+// instead, so that they are told after its held messages, in the one gap
+// it gets when it drains.
+func (s *shard) sendGap(cl *client, target Target, name []byte, n uint64) {
+	c := cl.conn
+	if c.State() >= engine.StateClosing {
+		return
+	}
+	if c.Backlogged() || len(cl.held) > 0 {
+		cl.dropped += n
+		return
+	}
+	s.out = cl.codec.AppendGapAt(s.out[:0], n, target, name, GapOverload)
+	s.write(cl, s.out)
+	s.stats.GapsSent++
+	s.stats.OverloadGaps++
+}
+
 // deliverTask is the Task that runs m's fan-out on one loop.
 func deliverTask(l *engine.Loop, arg any) {
 	m := arg.(*outMsg)
@@ -157,7 +251,8 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	}
 	f, err := m.frameFor(cl.codec)
 	if err != nil {
-		return // data not representable in this codec (e.g. msgpack ext to JSON)
+		s.stats.Undeliverable++ // data not representable in this codec (e.g. msgpack ext to JSON)
+		return
 	}
 	o := &s.r.eopts
 	size := len(f.Bytes())

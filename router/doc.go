@@ -12,17 +12,27 @@
 //		                                 memberships, token buckets, held frames
 //		any goroutine ─────────▶ registry: address -> {loop mask (atomic), counts,
 //		                                 presence users} under that address's mutex
-//		backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.Post only
+//		backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.PostBytes only
+//		any goroutine ─────────▶ shard.gaps (gapBook): refused handoffs per
+//		                                 address, under its mutex; drained by its loop
 //
 //	  - A shard and the clients on it are touched only by their event loop:
-//	    Handler callbacks and the deliverTask posted to that loop.
+//	    Handler callbacks and the tasks posted to that loop (deliverTask,
+//	    gapTask, replay pages).
 //	  - The registry is the only cross-loop state. The delivery path only
 //	    loads an address's loop mask (lock-free); join, leave, auth and close
 //	    update counts under that one address's mutex. There is no global mutex.
 //	  - A message is stamped and encoded once per codec in use (outMsg.frameFor,
 //	    guarded by sync.Once because several loops may want it at once), and
-//	    handed to each other loop with members by exactly one Post; the
+//	    handed to each other loop with members by exactly one PostBytes; the
 //	    sender's loop fans out synchronously. Receivers share the frame bytes.
+//	  - Every handoff that carries messages into a loop (route, replay pages)
+//	    is charged against the loop's inbox byte budget (-loop-inbox-bytes).
+//	    A refused one is never queued: the poster records it in that loop's
+//	    gapBook (bounded: maxGapAddrs addresses, then "everyone on the loop")
+//	    and posts one drain task (gapTask), which tells the address's members
+//	    `gap {dropped, room|channel|to, reason: "overload"}`. A backplane that
+//	    lost messages says so with Remote.Dropped and takes the same path.
 //
 // # Flow control
 //
@@ -34,5 +44,9 @@
 // them; a message that would take the queue past -max-queue-bytes closes
 // the connection with 4009 instead. When the engine reports the connection
 // drained below -write-low-water (Handler.OnDrain), the held messages go out,
-// followed by one `gap` message with the number dropped.
+// followed by one `gap` message with the number dropped (overload gaps that
+// reach a backed-up connection are added to that count). Deliveries whose
+// data has no form in the receiver's codec are skipped and counted
+// (ShardStats.Undeliverable); JSON numbers beyond float64 are refused at the
+// door, so that does not happen to JSON data.
 package router

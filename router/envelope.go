@@ -505,6 +505,33 @@ func (c Codec) AppendGap(dst []byte, dropped uint64) []byte {
 	return w.end()
 }
 
+// Reasons carried by a gap the gateway itself caused (PROTOCOL.md section 8
+// plus docs/protocol.md): the low-priority gap of a backed-up connection
+// carries none.
+const (
+	// GapOverload: messages for the address were dropped before reaching
+	// the connection's event loop (its inbox byte budget, -loop-inbox-bytes,
+	// was spent), or by the backplane's receiver (its pending budget).
+	GapOverload = "overload"
+	// GapHistory: history mode could not fill a gap in a room's sequence
+	// from the stream; dropped is a lower bound, and `resume` may recover
+	// what is still kept.
+	GapHistory = "history"
+)
+
+// AppendGapAt appends `gap {dropped, room|channel|to, reason}`: dropped
+// messages addressed to name (none for gw.all) that never reached the
+// connection's loop.
+func (c Codec) AppendGapAt(dst []byte, dropped uint64, target Target, name []byte, reason string) []byte {
+	w := beginObj(c, dst, ReplyGap)
+	w.uint("dropped", dropped)
+	if len(name) > 0 {
+		w.bstr(target.key(), name)
+	}
+	w.sstr("reason", reason)
+	return w.end()
+}
+
 // AppendReconnect appends `reconnect {after_ms}` (section 7).
 func (c Codec) AppendReconnect(dst []byte, afterMS int64) []byte {
 	w := beginObj(c, dst, ReplyReconnect)

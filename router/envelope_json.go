@@ -385,8 +385,14 @@ func skipJSONLiteral(p []byte, i int, lit string) (int, error) {
 	return i + len(lit), nil
 }
 
-// skipJSONNumber validates the number grammar of RFC 8259 at p[i].
+// skipJSONNumber validates the number grammar of RFC 8259 at p[i], and that
+// the number fits a float64 (errNumRange otherwise): 1e400 is valid JSON,
+// but a msgpack receiver could not be given it, and JavaScript reads it as
+// Infinity, so the gateway refuses it at the door rather than deliver it to
+// some receivers only (PROTOCOL.md section 5 in docs/protocol.md). Numbers
+// too small for a float64 (1e-400) read as 0 everywhere and pass.
 func skipJSONNumber(p []byte, i int) (int, error) {
+	start := i
 	if i < len(p) && p[i] == '-' {
 		i++
 	}
@@ -401,6 +407,7 @@ func skipJSONNumber(p []byte, i int) (int, error) {
 	default:
 		return 0, errJSONSyntax
 	}
+	intDigits := i - start
 	if i < len(p) && p[i] == '.' {
 		j := skipDigits(p, i+1)
 		if j == i+1 {
@@ -408,7 +415,9 @@ func skipJSONNumber(p []byte, i int) (int, error) {
 		}
 		i = j
 	}
+	exp := false
 	if i < len(p) && (p[i] == 'e' || p[i] == 'E') {
+		exp = true
 		i++
 		if i < len(p) && (p[i] == '+' || p[i] == '-') {
 			i++
@@ -418,6 +427,13 @@ func skipJSONNumber(p []byte, i int) (int, error) {
 			return 0, errJSONSyntax
 		}
 		i = j
+	}
+	// Without an exponent, fewer than 309 integer digits always fit
+	// (float64 tops out near 1.8e308); only the rare rest is parsed.
+	if exp || intDigits > 308 {
+		if _, err := strconv.ParseFloat(bstr(p[start:i]), 64); err != nil {
+			return 0, errNumRange
+		}
 	}
 	return i, nil
 }

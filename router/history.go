@@ -40,7 +40,11 @@ package router
 // the replay: a client should join, then resume, and drop seq it has seen.
 // Flow control applies to replayed messages like any other (a replay larger
 // than -max-queue-bytes closes a slow client with 4009), and the held live
-// messages are bounded by -max-queue-bytes too. The connection may be gone
+// messages are bounded by -max-queue-bytes too. Pages reach the loop in
+// pieces of at most 1/8 of its inbox byte budget; when the loop refuses one
+// (its budget spent), the rest of the replay is not written and the resume
+// answers `error unavailable` (the client resumes again from the last seq
+// it got). The connection may be gone
 // when a page comes back: every task checks the state is still current.
 //
 // `recovered` is true when nothing of the room after since was lost: the
@@ -55,6 +59,7 @@ package router
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/engine"
@@ -104,6 +109,11 @@ type resumeState struct {
 	last      uint64    // highest seq written to the client for this resume
 	held      []*outMsg // live messages that arrived during the replay (retained)
 	heldBytes int
+	// lost is set (by the backplane goroutine) when a page could not be
+	// handed to the loop (its inbox byte budget was spent): the rest is not
+	// written and the resume answers `unavailable`, so the client resumes
+	// again instead of missing a page.
+	lost atomic.Bool
 }
 
 func (st *resumeState) releaseHeld() {
@@ -240,8 +250,19 @@ func (r *Router) handleResume(cl *client, e *Envelope) {
 	}
 	t[key] = st
 	loop := s.loop
+	chunk := max(r.eopts.InboxBytes/8, 1) // a page is handed over in pieces that fit an inbox
 	err := r.hist.Replay(key.room, e.Since, func(msgs []*Remote) {
-		loop.Post(engine.Task{Fn: replayPageTask, Arg: &replayPage{st: st, msgs: msgs}})
+		for len(msgs) > 0 && !st.lost.Load() {
+			n, cost := 0, 0
+			for n < len(msgs) && (n == 0 || cost+remoteCost(msgs[n]) <= chunk) {
+				cost += remoteCost(msgs[n])
+				n++
+			}
+			if !loop.PostBytes(engine.Task{Fn: replayPageTask, Arg: &replayPage{st: st, msgs: msgs[:n]}}, cost) {
+				st.lost.Store(true)
+			}
+			msgs = msgs[n:]
+		}
 	}, func(recovered bool, err error) {
 		loop.Post(engine.Task{Fn: replayDoneTask, Arg: &replayDone{st: st, recovered: recovered, err: err}})
 	})
@@ -250,6 +271,11 @@ func (r *Router) handleResume(cl *client, e *Envelope) {
 		s.stats.BackplaneErrors++
 		r.replyError(cl, errUnavailable, e.ID)
 	}
+}
+
+// remoteCost is what a replayed message charges against a loop's inbox.
+func remoteCost(rm *Remote) int {
+	return len(rm.Data) + len(rm.Name) + len(rm.From) + len(rm.ID) + outMsgOverhead
 }
 
 type replayPage struct {
@@ -279,7 +305,7 @@ func replayPageTask(_ *engine.Loop, arg any) {
 	cl := st.key.cl
 	s := cl.shard
 	for _, rm := range p.msgs {
-		if !st.current() {
+		if !st.current() || st.lost.Load() {
 			return
 		}
 		if rm.Seq <= st.last {
@@ -307,8 +333,11 @@ func replayDoneTask(_ *engine.Loop, arg any) {
 	s := cl.shard
 	r := s.r
 	delete(r.resumes[s.loop.Index()], st.key) // from here live messages go straight out
+	// After a lost page the client resumes again from st.last: write none
+	// of the held live messages, which would skip the hole.
+	lost := st.lost.Load()
 	for i, m := range st.held {
-		if m.seq > st.last && cl.conn.State() < engine.StateClosing {
+		if !lost && m.seq > st.last && cl.conn.State() < engine.StateClosing {
 			s.deliverTo(cl, m)
 			st.last = m.seq
 		}
@@ -319,7 +348,7 @@ func replayDoneTask(_ *engine.Loop, arg any) {
 	if cl.conn.State() >= engine.StateClosing {
 		return
 	}
-	if d.err != nil {
+	if d.err != nil || st.lost.Load() {
 		s.stats.BackplaneErrors++
 		r.replyError(cl, errUnavailable, st.id)
 		return

@@ -40,10 +40,16 @@ func TestIntegrationFlowBurstAboveHighWater(t *testing.T) {
 	}
 }
 
+// glacial is a refill rate so slow (one message per 1000 s) that no test
+// run sees a token come back: what passes and what is limited depends on
+// counts only, never on how fast the machine is.
+const glacial = 0.001
+
 // -rate-msgs / burst: the 6th message of a burst of 6 gets rate_limited;
-// the connection and the others keep working, and it recovers with time.
+// the connection and the others keep working. Deterministic: the bucket
+// never refills during the test.
 func TestIntegrationFlowRateLimit(t *testing.T) {
-	g := startGateway(t, engine.Options{}, Options{RateMsgs: 5, RateBurst: 5, RateKickAfter: 100})
+	g := startGateway(t, engine.Options{}, Options{RateMsgs: glacial, RateBurst: 5, RateKickAfter: 100})
 	c, other := g.user("c"), g.user("other")
 	c.join("r") // 1 token
 	other.join("r")
@@ -60,29 +66,72 @@ func TestIntegrationFlowRateLimit(t *testing.T) {
 		}
 	}
 	c.expectErr(CodeRateLimited)
-	other.alive()                      // buckets are per connection
-	time.Sleep(450 * time.Millisecond) // 2 tokens at 5/s
-	c.alive()                          // refilled
-	c.send(`{"type":"message","room":"r","data":1}`)
-	other.expectDelivery("room", "r", "c")
-	if s := g.routerStats(); s.RateLimited != 1 || s.RateKicks != 0 {
+	other.alive() // buckets are per connection
+	c.send(`{"type":"ping","id":"again"}`)
+	c.expectErr(CodeRateLimited) // still empty: nothing refilled
+	if s := g.routerStats(); s.RateLimited != 2 || s.RateKicks != 0 {
 		t.Fatalf("RateLimited %d RateKicks %d", s.RateLimited, s.RateKicks)
 	}
 
-	// The byte bucket: with a one-second burst it holds RateBytes (2000) bytes.
-	g2 := startGateway(t, engine.Options{}, Options{RateMsgs: 100, RateBurst: 100, RateBytes: 2000}) // one second of bytes
+	// The byte bucket: with a 10000 s burst at 0.2 B/s it holds 2000 bytes.
+	g2 := startGateway(t, engine.Options{}, Options{RateMsgs: 0.01, RateBurst: 100, RateBytes: 0.2})
 	b := g2.user("b")
 	b.send(`{"type":"ping","pad":` + filler(1500) + `}`)
 	b.expect("pong")
 	b.send(`{"type":"ping","pad":` + filler(1500) + `}`)
 	b.expectErr(CodeRateLimited)
-	time.Sleep(100 * time.Millisecond)
-	b.alive() // small messages still fit
+	b.alive() // small messages still fit in the ~500 bytes left
+}
+
+// A limited connection recovers as its bucket refills: a big burst against
+// a small rate is limited whatever the timing (at most burst + rate x the
+// time to decode it passes), and pings then get through again once tokens
+// come back. Every limited message is answered and counted once.
+func TestIntegrationFlowRateRecovers(t *testing.T) {
+	g := startGateway(t, engine.Options{}, Options{RateMsgs: 20, RateBurst: 1, RateKickAfter: -1})
+	c, other := g.user("c"), g.user("other")
+	const n = 200
+	var wire []byte
+	for i := range n {
+		wire = append(wire, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i)))...)
+	}
+	c.writeWire(wire)
+	pongs, limited := 0, 0
+	for range n {
+		switch m := c.read(); {
+		case m["type"] == "pong":
+			pongs++
+		case m["type"] == "error" && m["code"] == CodeRateLimited:
+			limited++
+		default:
+			t.Fatalf("unexpected %v", m)
+		}
+	}
+	if pongs == 0 || limited == 0 {
+		t.Fatalf("%d pongs, %d limited: want both", pongs, limited)
+	}
+	other.alive()
+	deadline := time.Now().Add(waitFor)
+	for { // the bucket refills at 20/s: a later ping gets through
+		c.send(`{"type":"ping","id":"retry"}`)
+		m := c.read()
+		if m["type"] == "pong" {
+			break
+		}
+		if m["type"] != "error" || m["code"] != CodeRateLimited || time.Now().After(deadline) {
+			t.Fatalf("no recovery: %v", m)
+		}
+		limited++
+		time.Sleep(10 * time.Millisecond) // poll: the next token is 50 ms away
+	}
+	if s := g.routerStats(); s.RateLimited != uint64(limited) || s.RateKicks != 0 {
+		t.Fatalf("RateLimited %d (want %d) RateKicks %d", s.RateLimited, limited, s.RateKicks)
+	}
 }
 
 // -rate-kick-after 3: the third rate-limited message in a row closes with 1008.
 func TestIntegrationFlowRateKick1008(t *testing.T) {
-	g := startGateway(t, engine.Options{}, Options{RateMsgs: 5, RateBurst: 5, RateKickAfter: 3})
+	g := startGateway(t, engine.Options{}, Options{RateMsgs: glacial, RateBurst: 5, RateKickAfter: 3})
 	c, other := g.user("c"), g.user("other")
 	other.join("r")
 	var wire []byte

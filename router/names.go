@@ -26,30 +26,39 @@ var nameChar = func() (t [256]bool) {
 }()
 
 // ValidName reports whether b is a legal room, user or channel name: 1 to 128
-// bytes of [A-Za-z0-9_.:-]. The set keeps names safe as NATS subject tokens
-// (a '.' separates tokens; no spaces, '*' or '>').
+// bytes of [A-Za-z0-9_.:-] with no empty dot-separated part (no leading or
+// trailing '.', no ".."). The rules keep a name one valid run of NATS subject
+// tokens after "<prefix>.room." and friends: a '.' separates tokens, and NATS
+// refuses a subject with an empty token, so a name like "a..b" would work
+// on one instance and silently never reach another.
 func ValidName(b []byte) bool {
-	if len(b) == 0 || len(b) > MaxNameLen {
+	if len(b) == 0 || len(b) > MaxNameLen || b[0] == '.' || b[len(b)-1] == '.' {
 		return false
 	}
+	prev := byte(0)
 	for _, c := range b {
-		if !nameChar[c] {
+		if !nameChar[c] || (c == '.' && prev == '.') {
 			return false
 		}
+		prev = c
 	}
 	return true
 }
 
 // ValidPattern reports whether s is a legal permission pattern: 1 to 128
-// bytes of name characters and '*'.
+// bytes of name characters and '*', with no empty dot-separated part (such
+// a pattern could only match names that ValidName refuses).
 func ValidPattern(s string) bool {
-	if len(s) == 0 || len(s) > MaxNameLen {
+	if len(s) == 0 || len(s) > MaxNameLen || s[0] == '.' || s[len(s)-1] == '.' {
 		return false
 	}
+	prev := byte(0)
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !nameChar[c] && c != '*' {
+		c := s[i]
+		if (!nameChar[c] && c != '*') || (c == '.' && prev == '.') {
 			return false
 		}
+		prev = c
 	}
 	return true
 }

@@ -23,6 +23,13 @@ func TestNameValid(t *testing.T) {
 		{in: "slash/"},
 		{in: "caf\u00e9"},
 		{in: "nul\x00"},
+		// Empty NATS tokens (issue 9): work on one instance, never cross.
+		{in: "a..b"},
+		{in: ".a"},
+		{in: "a."},
+		{in: "."},
+		{in: "a...b"},
+		{in: "a.b.c", want: true},
 	}
 	for _, tt := range tests {
 		if got := ValidName([]byte(tt.in)); got != tt.want {
@@ -31,6 +38,21 @@ func TestNameValid(t *testing.T) {
 		wantPattern := tt.want || tt.in == "star*"
 		if got := ValidPattern(tt.in); got != wantPattern {
 			t.Errorf("ValidPattern(%q) = %v", tt.in, got)
+		}
+	}
+}
+
+// Patterns with an empty dot-separated part are refused too: they could
+// only ever match names that ValidName refuses.
+func TestNamePatternEmptyTokens(t *testing.T) {
+	for _, p := range []string{"a..*", ".*", "*.", "chat.", "**..x", "."} {
+		if ValidPattern(p) {
+			t.Errorf("ValidPattern(%q) = true", p)
+		}
+	}
+	for _, p := range []string{"chat.*", "*.*", "**", "a.**.b", "*"} {
+		if !ValidPattern(p) {
+			t.Errorf("ValidPattern(%q) = false", p)
 		}
 	}
 }

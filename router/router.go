@@ -269,13 +269,17 @@ func (r *Router) route(own *shard, m *outMsg) {
 	} else if in := r.reg.lookup(m.kind, m.name); in != nil {
 		mask = in.mask.Load()
 	}
+	cost := m.inboxCost()
 	for i, s := range r.shards {
 		if mask&loopBit(i) == 0 || s == own {
 			continue
 		}
 		m.retain()
-		if !s.loop.Post(engine.Task{Fn: deliverTask, Arg: m}) {
+		if !s.loop.PostBytes(engine.Task{Fn: deliverTask, Arg: m}, cost) {
 			m.release()
+			if s.loop.Running() { // a loop that never ran has no receivers
+				s.noteDropped(m.kind, m.name, 1, true)
+			}
 		}
 	}
 	if own != nil && mask&loopBit(own.loop.Index()) != 0 {
@@ -286,6 +290,10 @@ func (r *Router) route(own *shard, m *outMsg) {
 
 // fromBackplane delivers a message from another instance (any goroutine).
 func (r *Router) fromBackplane(rm *Remote) {
+	if rm.Dropped > 0 {
+		r.droppedRemote(rm)
+		return
+	}
 	if rm.Origin == r.opts.InstanceID && rm.Seq == 0 {
 		return // never our own message twice (history mode: see history.go)
 	}
@@ -297,6 +305,23 @@ func (r *Router) fromBackplane(rm *Remote) {
 		m.excludeID = rm.OriginConn
 	}
 	r.route(nil, m)
+}
+
+// droppedRemote tells the local receivers of rm's address that the
+// backplane lost rm.Dropped messages for it (any goroutine): each loop with
+// members records them and sends `gap` when it next runs.
+func (r *Router) droppedRemote(rm *Remote) {
+	var mask uint64
+	if rm.Kind == KindAll {
+		mask = ^uint64(0)
+	} else if in := r.reg.lookup(rm.Kind, []byte(rm.Name)); in != nil {
+		mask = in.mask.Load()
+	}
+	for i, s := range r.shards {
+		if mask&loopBit(i) != 0 && s.loop.Running() {
+			s.noteDropped(rm.Kind, []byte(rm.Name), rm.Dropped, false)
+		}
+	}
 }
 
 // errNotAuthed is the reply to anything but auth and ping before auth.

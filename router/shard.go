@@ -2,6 +2,8 @@ package router
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 
 	"github.com/wsgate/wsgate/engine"
 )
@@ -26,6 +28,34 @@ type shard struct {
 	msgSeq uint64                   // per-loop message id counter
 	stats  ShardStats
 	lat    LatencyHistogram // sampled delivery latency (stats.go)
+	gaps   gapBook          // dropped handoffs to this loop, until it tells the clients (any goroutine)
+}
+
+// maxGapAddrs bounds the addresses a gapBook remembers; drops for more
+// addresses than that before the loop runs are told to every client of the
+// loop instead.
+const maxGapAddrs = 1024
+
+// gapBook is one loop's record of data handoffs that were refused because
+// the loop's inbox byte budget was spent (engine.Loop.PostBytes), or that
+// the backplane lost, per address, until the loop turns them into `gap`
+// messages to the members. Any goroutine records, under mu; the loop
+// drains (gapTask). It is small and bounded: at most maxGapAddrs addresses,
+// past which the count goes to all (every authenticated client of the loop
+// is told).
+type gapBook struct {
+	mu     sync.Mutex
+	addrs  map[gapAddr]uint64 // address -> messages dropped
+	spare  map[gapAddr]uint64 // the drained map, reused (loop; swapped under mu)
+	all    uint64             // drops for gw.all, or past maxGapAddrs
+	posted bool               // a gapTask is in the loop's inbox
+
+	dropped atomic.Uint64 // messages this loop's inbox refused (ShardStats.InboxDropped)
+}
+
+type gapAddr struct {
+	kind Kind
+	name string
 }
 
 // ShardStats are one loop's routing counters (folded at scrape time).
@@ -40,6 +70,16 @@ type ShardStats struct {
 	AuthFailures    uint64
 	BackplaneErrors uint64
 	SlowConsumers   uint64
+	// InboxDropped counts messages for this loop's receivers that the loop
+	// never got because its inbox byte budget (-loop-inbox-bytes) was spent.
+	// Their receivers get `gap {reason: overload}`, as do those of messages
+	// the backplane lost (Remote.Dropped; counted by the backplane).
+	InboxDropped uint64
+	// OverloadGaps counts the overload gap messages sent (also in GapsSent).
+	OverloadGaps uint64
+	// Undeliverable counts deliveries skipped because the data has no form
+	// in the receiver's codec (a msgpack ext or NaN for a JSON receiver).
+	Undeliverable uint64
 	// MaxQueued is the largest outbound queue (engine-queued plus held
 	// bytes, including the message itself) that any accepted delivery on
 	// this loop produced; flow control keeps it at or below MaxQueueBytes.
@@ -58,6 +98,9 @@ func (s *ShardStats) Add(o *ShardStats) {
 	s.AuthFailures += o.AuthFailures
 	s.BackplaneErrors += o.BackplaneErrors
 	s.SlowConsumers += o.SlowConsumers
+	s.InboxDropped += o.InboxDropped
+	s.OverloadGaps += o.OverloadGaps
+	s.Undeliverable += o.Undeliverable
 	s.MaxQueued = max(s.MaxQueued, o.MaxQueued)
 }
 
@@ -67,14 +110,22 @@ func (s *ShardStats) Add(o *ShardStats) {
 func (r *Router) Stats(ctx context.Context) ([]ShardStats, error) {
 	return engine.Collect(ctx, r.eng.Loops(), func(l *engine.Loop) ShardStats {
 		if sh, ok := l.Data().(*shard); ok {
-			return sh.stats
+			return sh.statsCopy()
 		}
 		return ShardStats{}
 	})
 }
 
+// statsCopy is the loop's counters, with those kept in atomics (on the loop).
+func (s *shard) statsCopy() ShardStats {
+	st := s.stats
+	st.InboxDropped = s.gaps.dropped.Load()
+	return st
+}
+
 func newShard(l *engine.Loop, r *Router) *shard {
 	s := &shard{loop: l, r: r}
+	s.gaps.addrs = map[gapAddr]uint64{}
 	for i := range s.tables {
 		s.tables[i] = map[string]*memberSet{}
 	}

@@ -86,7 +86,7 @@ type ShardSnapshot struct {
 func (r *Router) Snapshot(ctx context.Context) ([]ShardSnapshot, error) {
 	return engine.Collect(ctx, r.eng.Loops(), func(l *engine.Loop) ShardSnapshot {
 		if sh, ok := l.Data().(*shard); ok {
-			return ShardSnapshot{Stats: sh.stats, Latency: sh.lat}
+			return ShardSnapshot{Stats: sh.statsCopy(), Latency: sh.lat}
 		}
 		return ShardSnapshot{}
 	})

@@ -37,7 +37,7 @@ import (
 // Transcoding errors. They are *ProtocolError (bad_request) so that a router
 // that transcodes on receipt can answer the sender with them directly.
 var (
-	errNumRange  = badRequest("number out of range")
+	errNumRange  = badRequest("number out of range: JSON numbers must fit a float64 (at most about 1.8e308)")
 	errMPExt     = badRequest("msgpack ext values cannot be sent to JSON clients")
 	errMPNaN     = badRequest("NaN or infinite number cannot be sent to JSON clients")
 	errMPMapKey  = badRequest("msgpack map keys in data must be strings")

@@ -61,8 +61,8 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		routed:         d("messages_routed_total", "Room, user, channel and broadcast messages fanned out, counted once per event loop that had receivers."),
 		deliveries:     d("deliveries_total", "Message frames queued to receiving connections."),
 		held:           d("held_total", "Normal-priority deliveries held back while the receiver was backed up."),
-		gaps:           d("gaps_sent_total", "gap messages sent after low-priority drops."),
-		dropped:        d("dropped_total", "Messages dropped, by reason: rate_limit (inbound over -rate-msgs/-rate-bytes), low_priority (outbound, receiver backed up), slow_consumer (connections closed with 4009).", "reason"),
+		gaps:           d("gaps_sent_total", "gap messages sent after low-priority or inbox_full drops."),
+		dropped:        d("dropped_total", "Messages dropped, by reason: rate_limit (inbound over -rate-msgs/-rate-bytes), low_priority (outbound, receiver backed up), slow_consumer (connections closed with 4009), inbox_full (refused by a full event-loop inbox, -loop-inbox-bytes, once per loop; told with gap), undeliverable (no form in the receiver's codec).", "reason"),
 		rateKicks:      d("rate_kicks_total", "Connections closed with 1008 after -rate-kick-after rate-limited messages in a row."),
 		authFailures:   d("auth_failures_total", "Tokens refused (upgrade 401 or auth:fail)."),
 		bpRouterErrors: d("backplane_publish_refused_total", "Client messages refused with error unavailable because the backplane did not take them."),
@@ -171,6 +171,8 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.bpRouterErrors, sum.BackplaneErrors)
 			counter(c.dropped, sum.RateLimited, "rate_limit")
 			counter(c.dropped, sum.DroppedLow, "low_priority")
+			counter(c.dropped, sum.InboxDropped, "inbox_full")
+			counter(c.dropped, sum.Undeliverable, "undeliverable")
 			slow += sum.SlowConsumers
 			buckets := make(map[float64]uint64, len(router.LatencyBuckets))
 			var cum uint64

@@ -24,13 +24,22 @@ package natsbp
 //     the publishing one included, gets every stored message of its rooms
 //     from the one stream, in sequence order. The receiver goroutine checks
 //     Nats-Last-Sequence against the last sequence it delivered on that
-//     subscription: a gap (a republish lost while NATS was disconnected or
-//     slow) is filled from the stream before the new message (a direct get,
-//     on the receiver goroutine: rare, bounded by a 2s timeout; counted),
-//     and a repeat is dropped. Delivery is thus in order and without gaps per
-//     room and instance while the stream keeps the messages, at most once
-//     otherwise. Core NATS carries user, channel and broadcast messages as
-//     without history.
+//     subscription: a repeat is dropped, and a gap (a republish lost while
+//     NATS was disconnected or slow) is filled from the stream before the
+//     new message. The fill runs on one of GapFillWorkers goroutines (a
+//     direct get bounded by GapFillTimeout, default 2s), never on the
+//     receiver, so other rooms go on being delivered meanwhile; after a
+//     reconnect every room may gap at once and the fills queue (GapFillQueue;
+//     full: that gap is told, not filled). While a room's fill runs, its
+//     later live messages are parked (at most GapParkBytes in all; past it
+//     they are dropped and fetched by the next fill, which their successor
+//     reveals) and the fill worker delivers them after the filled ones, so
+//     a room's order holds. A fill that fails is counted and told to the
+//     room's members as `gap {reason: overload}` (at least one message;
+//     `resume` recovers what the stream still keeps). Delivery is thus in
+//     order and without gaps per room and instance while the stream keeps
+//     the messages, at most once otherwise. Core NATS carries user, channel
+//     and broadcast messages as without history.
 //   - Replay: ReplayWorkers goroutines take resume requests from a bounded
 //     queue (full: `unavailable`). A request first waits until every
 //     subscription change requested before it is on the wire (so a client
@@ -66,6 +75,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -99,6 +109,15 @@ type HistoryOptions struct {
 	ReplayBatch int
 	// StoreTimeout bounds the wait for a store's ack (default 5s).
 	StoreTimeout time.Duration
+	// GapFillWorkers bounds concurrent gap fills (default 4); GapFillQueue
+	// bounds waiting ones (default 1024); GapFillTimeout bounds one fill's
+	// reads (default 2s).
+	GapFillWorkers int
+	GapFillQueue   int
+	GapFillTimeout time.Duration
+	// GapParkBytes bounds the live messages held back, over all rooms,
+	// while their room's gap is filled (default 16 MiB).
+	GapParkBytes int
 }
 
 // Defaults of HistoryOptions.
@@ -135,11 +154,26 @@ func (o *HistoryOptions) normalize() {
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 5 * time.Second
 	}
+	if o.GapFillWorkers <= 0 {
+		o.GapFillWorkers = 4
+	}
+	if o.GapFillQueue <= 0 {
+		o.GapFillQueue = 1024
+	}
+	if o.GapFillTimeout <= 0 {
+		o.GapFillTimeout = 2 * time.Second
+	}
+	if o.GapParkBytes <= 0 {
+		o.GapParkBytes = 16 << 20
+	}
 }
 
 // HistoryStats are history mode's counters.
 type HistoryStats struct {
 	Stored, StoreErrors, Replays, ReplayErrors, Replayed, Gaps, GapFillErrors, Duplicates uint64
+	// GapParkDrops counts live messages not parked during their room's
+	// fill (GapParkBytes spent); the next fill of the room fetches them.
+	GapParkDrops uint64
 }
 
 type history struct {
@@ -155,12 +189,35 @@ type history struct {
 	ackq    chan histAck
 	replayq chan *replayReq
 
-	// Owned by the receiver goroutine: the last sequence delivered per live
-	// subscription (a new subscription starts afresh).
-	last    map[*nats.Subscription]uint64
+	// Delivery state per live subscription (a new subscription starts
+	// afresh), under liveMu: the receiver goroutine delivers a room's
+	// messages, except while a fill worker owns the room (liveSub.filling).
+	liveMu  sync.Mutex
+	live    map[*nats.Subscription]*liveSub
 	sweepAt int
+	fillq   chan *liveSub
+	parked  atomic.Int64 // bytes parked over all rooms
+	// fillHook, when set (tests only), runs on the fill worker before each
+	// fill's reads: a stand-in for a slow stream.
+	fillHook atomic.Pointer[func(room string)]
 
-	stored, storeErrors, replays, replayErrors, replayed, gaps, gapFillErrors, duplicates atomic.Uint64
+	stored, storeErrors, replays, replayErrors, replayed, gaps, gapFillErrors, duplicates, parkDrops atomic.Uint64
+}
+
+// liveSub is one live subscription's delivery state, under history.liveMu.
+type liveSub struct {
+	room    string
+	last    uint64 // highest seq delivered
+	filling bool   // a fill worker owns delivery: new messages are parked
+	parked  []liveMsg
+	next    liveMsg // the message that revealed the gap (fill worker)
+}
+
+// liveMsg is a decoded live message and the previous seq of its room.
+type liveMsg struct {
+	rm      *router.Remote
+	lastSeq uint64 // Nats-Last-Sequence
+	size    int64
 }
 
 type histPub struct {
@@ -200,7 +257,7 @@ func (b *Backplane) HistoryStats() HistoryStats {
 	}
 	return HistoryStats{Stored: h.stored.Load(), StoreErrors: h.storeErrors.Load(), Replays: h.replays.Load(),
 		ReplayErrors: h.replayErrors.Load(), Replayed: h.replayed.Load(), Gaps: h.gaps.Load(),
-		GapFillErrors: h.gapFillErrors.Load(), Duplicates: h.duplicates.Load()}
+		GapFillErrors: h.gapFillErrors.Load(), Duplicates: h.duplicates.Load(), GapParkDrops: h.parkDrops.Load()}
 }
 
 // interestSubject is the subject an instance subscribes to for an address.
@@ -276,15 +333,19 @@ func (b *Backplane) startHistory() error {
 		pubq:      make(chan histPub, b.opts.PublishQueue),
 		ackq:      make(chan histAck, 4096),
 		replayq:   make(chan *replayReq, o.ReplayQueue),
-		last:      map[*nats.Subscription]uint64{},
+		live:      map[*nats.Subscription]*liveSub{},
 		sweepAt:   1024,
+		fillq:     make(chan *liveSub, o.GapFillQueue),
 	}
 	b.hist = h
-	b.wg.Add(2 + o.ReplayWorkers)
+	b.wg.Add(2 + o.ReplayWorkers + o.GapFillWorkers)
 	go h.publisher()
 	go h.acker()
 	for range o.ReplayWorkers {
 		go h.replayWorker()
+	}
+	for range o.GapFillWorkers {
+		go h.fillWorker()
 	}
 	return nil
 }
@@ -517,6 +578,8 @@ func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64
 		TS: w.TS, Origin: w.Origin, OriginConn: w.Conn, Seq: seq}
 	if len(rm.Data) == 0 {
 		rm.Data = []byte("null")
+	} else if !router.ValidJSON(rm.Data) {
+		return nil, fmt.Errorf("natsbp: stored payload of %s: %w", room, errBadData)
 	}
 	if rm.ID == "" {
 		rm.ID = "seq-" + strconv.FormatUint(seq, 10)
@@ -540,8 +603,9 @@ func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64
 
 func (h *history) isLive(subject string) bool { return strings.HasPrefix(subject, h.livePrefix) }
 
-// receive delivers a republished message (receiver goroutine), filling a gap
-// before it and dropping a repeat.
+// receive delivers a republished message (receiver goroutine), dropping a
+// repeat, and hands the room to a fill worker when the message reveals a
+// gap before it, or parks it when the room's fill is running.
 func (h *history) receive(msg *nats.Msg) {
 	b := h.b
 	room := msg.Subject[len(h.livePrefix):]
@@ -556,36 +620,130 @@ func (h *history) receive(msg *nats.Msg) {
 		return
 	}
 	b.received.Add(1)
-	if prev := h.last[msg.Sub]; prev != 0 {
-		if seq <= prev {
-			h.duplicates.Add(1)
+	ls, _ := strconv.ParseUint(msg.Header.Get(jetstream.LastSequenceHeader), 10, 64)
+	lm := liveMsg{rm: rm, lastSeq: ls, size: int64(len(msg.Data)) + pendingOverhead}
+	h.liveMu.Lock()
+	st := h.live[msg.Sub]
+	if st == nil {
+		st = &liveSub{room: room}
+		h.live[msg.Sub] = st
+		h.sweepLocked()
+	}
+	switch {
+	case st.filling:
+		if h.parked.Load()+lm.size > int64(h.o.GapParkBytes) {
+			h.parkDrops.Add(1) // its successor reveals it; the next fill fetches it
+		} else {
+			h.parked.Add(lm.size)
+			st.parked = append(st.parked, lm)
+		}
+		h.liveMu.Unlock()
+		return
+	case st.last != 0 && seq <= st.last:
+		h.liveMu.Unlock()
+		h.duplicates.Add(1)
+		return
+	case st.last != 0 && ls > st.last:
+		select {
+		case h.fillq <- st:
+			st.filling, st.next = true, lm
+			h.liveMu.Unlock()
+			return
+		default: // too many rooms gapped at once: tell, do not fill
+			prev := st.last
+			st.last = seq
+			h.liveMu.Unlock()
+			h.gaps.Add(1)
+			h.fillFailed(room, prev, seq, errors.New("gap fill queue full"))
+			b.deliver(rm)
 			return
 		}
-		if ls, _ := strconv.ParseUint(msg.Header.Get(jetstream.LastSequenceHeader), 10, 64); ls > prev {
-			h.fillGap(room, prev, seq)
-		}
 	}
-	h.last[msg.Sub] = seq
-	if len(h.last) > h.sweepAt {
-		for s := range h.last {
-			if !s.IsValid() {
-				delete(h.last, s)
-			}
-		}
-		h.sweepAt = max(1024, 2*len(h.last))
-	}
+	st.last = seq
+	h.liveMu.Unlock()
 	b.deliver(rm)
+}
+
+// sweepLocked forgets the state of ended subscriptions (liveMu held).
+func (h *history) sweepLocked() {
+	if len(h.live) <= h.sweepAt {
+		return
+	}
+	for s, st := range h.live {
+		if !s.IsValid() && !st.filling {
+			delete(h.live, s)
+		}
+	}
+	h.sweepAt = max(1024, 2*len(h.live))
+}
+
+// fillWorker runs gap fills. While it owns a room (filling), it delivers
+// the filled messages, the one that revealed the gap, then what was parked
+// meanwhile, each checked for repeats and gaps in turn, and only then
+// gives the room back to the receiver.
+func (h *history) fillWorker() {
+	defer h.b.wg.Done()
+	for {
+		select {
+		case <-h.b.done:
+			return
+		case st := <-h.fillq:
+			h.runFill(st)
+		}
+	}
+}
+
+func (h *history) runFill(st *liveSub) {
+	h.liveMu.Lock()
+	last, next := st.last, st.next
+	st.next = liveMsg{}
+	h.liveMu.Unlock()
+	for {
+		seq := next.rm.Seq
+		switch {
+		case seq <= last:
+			h.duplicates.Add(1)
+		default:
+			if next.lastSeq > last {
+				h.gaps.Add(1)
+				h.fillGap(st.room, last, seq)
+			}
+			h.b.deliver(next.rm)
+			last = seq
+		}
+		h.liveMu.Lock()
+		if len(st.parked) == 0 {
+			st.last, st.filling, st.parked = last, false, nil
+			h.liveMu.Unlock()
+			return
+		}
+		next = st.parked[0]
+		st.parked[0] = liveMsg{}
+		st.parked = st.parked[1:]
+		h.parked.Add(-next.size)
+		h.liveMu.Unlock()
+	}
 }
 
 // numPendingHeader is in a batched direct get's end of batch: the messages
 // left after it.
 const numPendingHeader = "Nats-Num-Pending"
 
-// fillGap delivers the kept messages of room after prev and before upto.
+// fillGap delivers the kept messages of room after prev and before upto
+// (fill worker).
 func (h *history) fillGap(room string, prev, upto uint64) {
-	h.gaps.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if hook := h.fillHook.Load(); hook != nil {
+		(*hook)(room)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.o.GapFillTimeout)
 	defer cancel()
+	go func() { // Close cancels a fill in progress
+		select {
+		case <-h.b.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := h.fetch(ctx, h.roomPrefix+room, prev+1, func(m *nats.Msg, seq uint64) bool {
 		if seq >= upto {
 			return false
@@ -599,7 +757,15 @@ func (h *history) fillGap(room string, prev, upto uint64) {
 		return true
 	})
 	if err != nil {
-		h.gapFillErrors.Add(1)
-		h.b.opts.Logger.Warn("history gap not filled", "room", room, "after", prev, "before", upto, "err", err)
+		h.fillFailed(room, prev, upto, err)
 	}
+}
+
+// fillFailed counts a gap that was not (fully) filled and tells the room's
+// members: at least one message is missing; `resume` recovers what the
+// stream keeps.
+func (h *history) fillFailed(room string, prev, upto uint64, err error) {
+	h.gapFillErrors.Add(1)
+	h.b.opts.Logger.Warn("history gap not filled", "room", room, "after", prev, "before", upto, "err", err)
+	h.b.deliver(&router.Remote{Kind: router.KindRoom, Name: room, Dropped: 1})
 }

@@ -19,8 +19,14 @@
 //   - The publisher goroutine owns writes to the NATS connection.
 //   - The interest goroutine owns the subscription map; it coalesces
 //     changes that arrive while it works, so a burst of joins costs one pass.
+//   - The pump goroutine moves inbound messages from the subscriptions'
+//     shared channel into a queue bounded by bytes (PendingBytes); past it
+//     messages are dropped and counted (inbound.go).
 //   - The receiver goroutine owns decoding inbound messages and calls the
-//     router's deliver function, which only posts to event loops.
+//     router's deliver function, which only posts to event loops (bounded
+//     by bytes there too), then tells the router what was dropped, so the
+//     receivers get `gap`. History gap fills run on their own workers
+//     (history.go), never on the receiver.
 //   - Counters are atomics, read by metrics at any time.
 package natsbp
 
@@ -51,9 +57,14 @@ type Options struct {
 	// PublishQueue bounds messages waiting for the publisher goroutine
 	// (default 65536); when full, Publish fails with ErrUnavailable.
 	PublishQueue int
-	// PendingMsgs bounds inbound messages waiting for the receiver (default
-	// 65536); past it NATS drops and counts them (slow consumer).
+	// PendingMsgs is the depth of the channel that every subscription
+	// feeds (default 65536); the pump keeps it nearly empty, and past it
+	// nats.go drops (slow consumer; counted in Stats.Dropped).
 	PendingMsgs int
+	// PendingBytes bounds the bytes of inbound messages waiting for the
+	// receiver goroutine (default DefaultPendingBytes, 64 MiB); past it
+	// they are dropped, counted, and their receivers told (inbound.go).
+	PendingBytes int
 	// ReconnectWait is the base delay between reconnect attempts (default 250ms, with jitter).
 	ReconnectWait time.Duration
 	// Logger receives connection events (default slog.Default()).
@@ -80,6 +91,7 @@ type Backplane struct {
 
 	pubq  chan outbound
 	inbox chan *nats.Msg
+	rx    receiverState // the pump's queue and drop accounting (inbound.go)
 
 	mu       sync.Mutex // guards pending, barriers and closed
 	pending  map[string]bool
@@ -122,7 +134,7 @@ func New(opts Options) *Backplane {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Backplane{
+	b := &Backplane{
 		opts:    opts,
 		pubq:    make(chan outbound, opts.PublishQueue),
 		inbox:   make(chan *nats.Msg, opts.PendingMsgs),
@@ -131,6 +143,8 @@ func New(opts Options) *Backplane {
 		subs:    map[string]*nats.Subscription{},
 		done:    make(chan struct{}),
 	}
+	b.rx.init(opts.PendingBytes)
+	return b
 }
 
 var _ router.Backplane = (*Backplane)(nil)
@@ -158,13 +172,7 @@ func (b *Backplane) Start(instanceID string, deliver func(*router.Remote)) error
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
-				if sub != nil {
-					if n, derr := sub.Dropped(); derr == nil && n > 0 {
-						b.dropped.Add(uint64(n))
-						return
-					}
-				}
-				b.dropped.Add(1)
+				b.slowConsumer(sub) // counts each drop once (inbound.go)
 				return
 			}
 			log.Warn("nats error", "err", err)
@@ -206,6 +214,7 @@ func (b *Backplane) Conn() *nats.Conn { return b.nc }
 
 // Stats returns the counters.
 func (b *Backplane) Stats() Stats {
+	b.settleSubDrops()
 	return Stats{
 		Published: b.published.Load(), PublishErrors: b.publishErrors.Load(), Received: b.received.Load(),
 		DecodeErrors: b.decodeErrors.Load(), Dropped: b.dropped.Load(), Reconnects: b.reconnects.Load(),
@@ -316,32 +325,21 @@ func (b *Backplane) subscribe(subj string) error {
 	if err != nil {
 		return fmt.Errorf("natsbp: subscribe %s: %w", subj, err)
 	}
-	_ = sub.SetPendingLimits(b.opts.PendingMsgs, -1)
+	// No SetPendingLimits: nats.go refuses it on a channel subscription;
+	// the channel's depth and the pump's byte budget bound it (inbound.go).
 	b.subs[subj] = sub
 	b.subscriptions.Add(1)
 	return nil
 }
 
+// receiver starts the pump, which moves messages from the subscriptions'
+// channel into a byte-bounded queue, and delivers from that queue
+// (inbound.go).
 func (b *Backplane) receiver() {
 	defer b.wg.Done()
-	for {
-		select {
-		case <-b.done:
-			return
-		case msg := <-b.inbox:
-			if b.hist != nil && b.hist.isLive(msg.Subject) {
-				b.hist.receive(msg)
-				continue
-			}
-			rm, err := b.decode(msg.Subject, msg.Data)
-			if err != nil {
-				b.decodeErrors.Add(1)
-				continue
-			}
-			b.received.Add(1)
-			b.deliver(rm)
-		}
-	}
+	b.wg.Add(1) // the receiver's own count keeps the group above zero
+	go b.pump()
+	b.receive()
 }
 
 // Close stops the goroutines and drains the connection.

@@ -118,8 +118,13 @@ func (p *presence) serve(local func(string) []string, m *nats.Msg) {
 	}
 }
 
-// collect adds one instance's answer to its query.
+// collect adds one instance's answer to its query. A status message (503
+// no responders: no other instance is subscribed, as when this one runs
+// alone) is no answer, and no decode error either.
 func (p *presence) collect(m *nats.Msg) {
+	if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+		return
+	}
 	var users []string
 	if err := json.Unmarshal(m.Data, &users); err != nil {
 		p.b.decodeErrors.Add(1)

@@ -1,0 +1,300 @@
+package natsbp
+
+// # Inbound flow (the receiver side of natsbp.go)
+//
+// Every interest subscription is a nats.ChanSubscribe onto one shared Go
+// channel (Backplane.inbox, PendingMsgs deep): a subscription per address
+// must not cost a goroutine. nats.go cannot bound a channel subscription by
+// bytes (SetPendingLimits refuses one), so the bound is ours:
+//
+//   - The pump goroutine only moves messages from the channel into the
+//     pending queue, a mutex-guarded slice bounded by PendingBytes (the
+//     messages' wire size plus a fixed overhead each). Past the budget it
+//     drops the message, counts it (Stats.Dropped) and notes its subject.
+//     It never waits on anything but the channel, so the channel stays
+//     nearly empty and nats.go's own drops (the channel full) are a last
+//     resort.
+//   - The receiver goroutine takes the whole queue at once, decodes and
+//     delivers each message (the router only posts to event loops, and
+//     history gap fills run on their own workers, history.go), then hands
+//     the router one Remote{Dropped: n} notice per subject that lost
+//     messages meanwhile, so the receivers of that address get `gap`.
+//     The notice comes after every message queued before the drop.
+//   - nats.go's drops, when the channel itself was full, are per
+//     subscription and cumulative (Subscription.Dropped), reported by the
+//     async error handler once per slow-consumer episode. dropCounter
+//     keeps the count already taken per subscription and adds only the
+//     difference: in the error handler, as the receiver sees the
+//     subscription's later messages, and when Stats is read (the drops of
+//     an episode go on silently after the handler ran). So every dropped
+//     message is counted exactly once, and by the time anyone reads it.
+//
+// Messages on history live subjects that are dropped are counted but not
+// told: the next message of the room reveals the hole and the gap fill
+// fetches them from the stream (history.go).
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/wsgate/wsgate/router"
+)
+
+// DefaultPendingBytes bounds the bytes of inbound messages waiting for the
+// receiver goroutine (Options.PendingBytes).
+const DefaultPendingBytes = 64 << 20
+
+// pendingOverhead is charged per queued message beyond its wire size: the
+// nats.Msg and its parsed header.
+const pendingOverhead = 256
+
+// maxDropSubjects bounds the subjects the pump remembers drops for between
+// two receiver passes; past it the drops are told to every receiver (gw.all).
+const maxDropSubjects = 1024
+
+// receiverState is the pending queue between the pump and the receiver, and
+// the per-subscription drop accounting.
+type receiverState struct {
+	mu       sync.Mutex
+	q        []pendingMsg
+	drops    map[string]uint64 // subject -> messages dropped, not yet told
+	dropsAll uint64            // dropped past maxDropSubjects: told to everyone
+	bytes    atomic.Int64      // queued bytes, the batch being delivered included
+	kick     chan struct{}     // the pump woke the receiver (capacity 1)
+	limit    int64
+	pumped   atomic.Uint64 // messages the pump took from the channel, queued or dropped
+
+	subDrops dropCounter
+}
+
+type pendingMsg struct {
+	msg  *nats.Msg
+	size int64
+}
+
+// dropCounter turns nats.go's cumulative per-subscription drop counts into
+// exact increments. Any goroutine; under mu.
+type dropCounter struct {
+	mu       sync.Mutex
+	taken    map[*nats.Subscription]int      // drops already counted
+	suspects map[*nats.Subscription]struct{} // in or after a slow-consumer episode
+	n        atomic.Int32                    // len(suspects), read without mu
+}
+
+func (rs *receiverState) init(limit int) {
+	if limit <= 0 {
+		limit = DefaultPendingBytes
+	}
+	rs.limit = int64(limit)
+	rs.kick = make(chan struct{}, 1)
+	rs.drops = map[string]uint64{}
+	rs.subDrops.taken = map[*nats.Subscription]int{}
+	rs.subDrops.suspects = map[*nats.Subscription]struct{}{}
+}
+
+// noteDropLocked records n messages dropped on subject (rs.mu held).
+func (rs *receiverState) noteDropLocked(subject string, n uint64) {
+	if _, ok := rs.drops[subject]; ok || len(rs.drops) < maxDropSubjects {
+		rs.drops[subject] += n
+		return
+	}
+	rs.dropsAll += n
+}
+
+func (rs *receiverState) wake() {
+	select {
+	case rs.kick <- struct{}{}:
+	default:
+	}
+}
+
+// pump moves messages from the NATS channel into the byte-bounded queue.
+func (b *Backplane) pump() {
+	defer b.wg.Done()
+	rs := &b.rx
+	for {
+		select {
+		case <-b.done:
+			return
+		case msg := <-b.inbox:
+			size := int64(msg.Size()) + pendingOverhead
+			rs.mu.Lock()
+			if rs.bytes.Load()+size > rs.limit { // only the receiver lowers bytes meanwhile
+				rs.noteDropLocked(msg.Subject, 1)
+				rs.mu.Unlock()
+				b.dropped.Add(1)
+			} else {
+				rs.bytes.Add(size)
+				rs.q = append(rs.q, pendingMsg{msg: msg, size: size})
+				rs.mu.Unlock()
+			}
+			rs.pumped.Add(1)
+			rs.wake()
+		}
+	}
+}
+
+// receive runs the receiver goroutine: it delivers the queued messages in
+// order, then tells the router what was dropped meanwhile.
+func (b *Backplane) receive() {
+	rs := &b.rx
+	var batch []pendingMsg
+	drops := map[string]uint64{}
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-rs.kick:
+		}
+		for {
+			rs.mu.Lock()
+			batch, rs.q = rs.q, batch[:0]
+			drops, rs.drops = rs.drops, drops
+			all := rs.dropsAll
+			rs.dropsAll = 0
+			rs.mu.Unlock()
+			if len(batch) == 0 && len(drops) == 0 && all == 0 {
+				break
+			}
+			for i := range batch {
+				b.handle(batch[i].msg)
+				rs.bytes.Add(-batch[i].size)
+				batch[i] = pendingMsg{}
+			}
+			for subj, n := range drops {
+				b.tellDropped(subj, n)
+			}
+			clear(drops)
+			if all > 0 {
+				b.deliver(&router.Remote{Kind: router.KindAll, Dropped: all})
+			}
+		}
+	}
+}
+
+// handle decodes and delivers one inbound message (receiver goroutine).
+func (b *Backplane) handle(msg *nats.Msg) {
+	if b.rx.subDrops.n.Load() > 0 {
+		b.takeSubDrops(msg.Sub, false)
+	}
+	if b.hist != nil && b.hist.isLive(msg.Subject) {
+		b.hist.receive(msg)
+		return
+	}
+	rm, err := b.decode(msg.Subject, msg.Data)
+	if err == nil && !router.ValidJSON(rm.Data) {
+		err = errBadData
+	}
+	if err != nil {
+		b.decodeErrors.Add(1)
+		return
+	}
+	b.received.Add(1)
+	b.deliver(rm)
+}
+
+// errBadData: a payload whose data is not JSON the gateway can deliver to
+// every receiver (a number beyond float64, nesting deeper than 256).
+var errBadData = errorString("natsbp: data is not deliverable JSON")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// tellDropped hands the router a notice that n messages on subject were
+// dropped, so the address's receivers get `gap` (receiver goroutine).
+func (b *Backplane) tellDropped(subject string, n uint64) {
+	if b.hist != nil && b.hist.isLive(subject) {
+		return // the room's next message reveals the hole; the gap fill recovers it
+	}
+	kind, name, ok := b.address(subject)
+	if !ok {
+		return
+	}
+	b.deliver(&router.Remote{Kind: kind, Name: name, Dropped: n})
+}
+
+// address is the router address of an interest subject.
+func (b *Backplane) address(subject string) (router.Kind, string, bool) {
+	rest, ok := strings.CutPrefix(subject, b.opts.Prefix+".")
+	if !ok {
+		return 0, "", false
+	}
+	switch {
+	case rest == "all":
+		return router.KindAll, "", true
+	case strings.HasPrefix(rest, "room."):
+		return router.KindRoom, rest[len("room."):], true
+	case strings.HasPrefix(rest, "user."):
+		return router.KindUser, rest[len("user."):], true
+	case strings.HasPrefix(rest, "chan."):
+		return router.KindChannel, rest[len("chan."):], true
+	}
+	return 0, "", false
+}
+
+// slowConsumer is the error handler's part for nats.ErrSlowConsumer: the
+// shared channel was full and nats.go dropped messages of sub.
+func (b *Backplane) slowConsumer(sub *nats.Subscription) {
+	if sub == nil {
+		b.opts.Logger.Warn("nats slow consumer without a subscription")
+		return
+	}
+	b.takeSubDrops(sub, true)
+}
+
+// takeSubDrops counts the drops of sub not counted yet. The error handler
+// marks sub a suspect (episode); from then on the receiver looks at every
+// message of it, until the subscription is gone: within an episode nats.go
+// drops silently, and nothing it exposes tells when an episode ended. Only
+// subscriptions that overflowed the channel pay for the look (one mutex).
+func (b *Backplane) takeSubDrops(sub *nats.Subscription, episode bool) {
+	dc := &b.rx.subDrops
+	dc.mu.Lock()
+	if _, suspect := dc.suspects[sub]; !suspect && !episode {
+		dc.mu.Unlock()
+		return
+	}
+	total, err := sub.Dropped()
+	delta := 0
+	if err != nil { // gone (unsubscribed): nothing more to take
+		delete(dc.taken, sub)
+		delete(dc.suspects, sub)
+	} else {
+		delta = total - dc.taken[sub]
+		dc.taken[sub] = total
+		dc.suspects[sub] = struct{}{}
+	}
+	dc.n.Store(int32(len(dc.suspects)))
+	dc.mu.Unlock()
+	if delta <= 0 {
+		return
+	}
+	b.dropped.Add(uint64(delta))
+	rs := &b.rx
+	rs.mu.Lock()
+	rs.noteDropLocked(sub.Subject, uint64(delta))
+	rs.mu.Unlock()
+	rs.wake()
+}
+
+// settleSubDrops takes the drops of every suspect subscription, so that
+// Stats is exact when read (any goroutine).
+func (b *Backplane) settleSubDrops() {
+	dc := &b.rx.subDrops
+	if dc.n.Load() == 0 {
+		return
+	}
+	dc.mu.Lock()
+	subs := make([]*nats.Subscription, 0, len(dc.suspects))
+	for s := range dc.suspects {
+		subs = append(subs, s)
+	}
+	dc.mu.Unlock()
+	for _, s := range subs {
+		b.takeSubDrops(s, false)
+	}
+}
