@@ -378,7 +378,7 @@ func (s *shard) holdForResume(cl *client, m *outMsg) bool {
 		s.stats.SlowConsumers++
 		st.releaseHeld()
 		cl.releaseHeld()
-		cl.conn.Close(engine.CloseSlowConsumer, "slow consumer")
+		cl.conn.CloseSlowConsumer() // close frame ahead of what is queued
 	}
 	return true
 }
