@@ -26,6 +26,7 @@ type shard struct {
 	msgSeq uint64                   // per-loop message id counter
 	stats  ShardStats
 	lat    LatencyHistogram // sampled delivery latency (stats.go)
+	acks   ackQueue         // publishes waiting for the backplane's confirmation (confirm.go)
 }
 
 // ShardStats are one loop's routing counters (folded at scrape time).
@@ -75,6 +76,7 @@ func (r *Router) Stats(ctx context.Context) ([]ShardStats, error) {
 
 func newShard(l *engine.Loop, r *Router) *shard {
 	s := &shard{loop: l, r: r}
+	s.acks.s = s
 	for i := range s.tables {
 		s.tables[i] = map[string]*memberSet{}
 	}
