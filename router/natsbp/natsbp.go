@@ -610,8 +610,13 @@ func (b *Backplane) Close() error {
 	var err error
 	select {
 	case <-b.pubDone:
-		if ferr := b.nc.FlushTimeout(b.opts.CloseTimeout); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
-			err = fmt.Errorf("natsbp: close: flush: %w", ferr)
+		// Everything confirmed is on the server already; this pushes out
+		// what else was written (heartbeats, unsubscribes). A connection
+		// that is down has nothing to push.
+		if b.nc.IsConnected() {
+			if ferr := b.nc.FlushTimeout(b.opts.CloseTimeout); ferr != nil {
+				err = fmt.Errorf("natsbp: close: flush: %w", ferr)
+			}
 		}
 	case <-deadline.C:
 		err = fmt.Errorf("natsbp: close: queued messages not handed on within %v", b.opts.CloseTimeout)
