@@ -43,14 +43,25 @@ type instance struct {
 
 func startInstance(t testing.TB, id string, bo Options) *instance {
 	t.Helper()
+	return startInstanceWith(t, id, bo, 2, nil)
+}
+
+// startInstanceWith is startInstance with a number of event loops and a
+// chance to change the router's options (tune may be nil).
+func startInstanceWith(t testing.TB, id string, bo Options, loops int, tune func(*router.Options)) *instance {
+	t.Helper()
 	bo.ReconnectWait = 50 * time.Millisecond
 	bo.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	bp := New(bo)
-	r, err := router.New(router.Options{InstanceID: id, Auth: router.AuthConfig{Secret: secret}, Backplane: bp})
+	ro := router.Options{InstanceID: id, Auth: router.AuthConfig{Secret: secret}, Backplane: bp}
+	if tune != nil {
+		tune(&ro)
+	}
+	r, err := router.New(ro)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(engine.Options{Addr: "127.0.0.1:0", Loops: 2}, r)
+	e, err := engine.New(engine.Options{Addr: "127.0.0.1:0", Loops: loops}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +71,17 @@ func startInstance(t testing.TB, id string, bo Options) *instance {
 	if err := e.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.Stop(ctx)
-		_ = r.Close()
-	})
-	return &instance{t: t, eng: e, router: r, bp: bp}
+	in := &instance{t: t, eng: e, router: r, bp: bp}
+	t.Cleanup(in.stop)
+	return in
+}
+
+// stop stops the engine, then the router and its backplane (idempotent).
+func (in *instance) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = in.eng.Stop(ctx)
+	_ = in.router.Close()
 }
 
 type client struct {
