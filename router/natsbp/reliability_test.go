@@ -506,18 +506,21 @@ func TestInterestChurnAcrossLoops(t *testing.T) {
 		}
 		tokens[i] = tok
 	}
-	dial := func(i int) (*websocket.Conn, error) {
-		c, _, err := websocket.DefaultDialer.Dial("ws://"+a.eng.Addr()+"/ws?token="+tokens[i], http.Header{})
-		if err != nil {
-			return nil, err
-		}
+	// dial opens an unauthenticated connection; auth authenticates it with
+	// an auth message, so the test can time it against another close.
+	dial := func() (*websocket.Conn, error) {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+a.eng.Addr()+"/ws", http.Header{})
+		return c, err
+	}
+	auth := func(c *websocket.Conn, i int) error {
+		return c.WriteMessage(websocket.TextMessage, []byte(`{"type":"auth","token":"`+tokens[i]+`"}`))
+	}
+	authOK := func(c *websocket.Conn) error {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, msg, err := c.ReadMessage(); err != nil || !strings.Contains(string(msg), "auth:ok") {
-			c.Close()
-			return nil, fmt.Errorf("auth: %q %v", msg, err)
+			return fmt.Errorf("auth: %q %v", msg, err)
 		}
-		_ = c.SetReadDeadline(time.Time{})
-		return c, nil
+		return c.SetReadDeadline(time.Time{})
 	}
 	final := make([]*websocket.Conn, users)
 	var wg sync.WaitGroup
@@ -526,26 +529,47 @@ func TestInterestChurnAcrossLoops(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			cur, err := dial(i)
+			fail := func(err error) { errs <- fmt.Errorf("u%d: %w", i, err) }
+			cur, err := dial()
+			if err == nil {
+				err = auth(cur, i)
+			}
+			if err == nil {
+				err = authOK(cur)
+			}
 			if err != nil {
-				errs <- err
+				fail(err)
 				return
 			}
 			for r := 0; r < rounds; r++ {
-				// Close the old connection and open the new one at once:
-				// the user's count goes 1 -> 0 -> 1 on two loops.
-				old := cur
-				closed := make(chan struct{})
-				go func() {
-					_ = old.UnderlyingConn().(*net.TCPConn).SetLinger(0)
-					old.Close()
-					close(closed)
-				}()
-				if cur, err = dial(i); err != nil {
-					errs <- err
+				// The next connection is open (on another loop, mostly) but
+				// not yet authenticated. Reset the old one and authenticate
+				// the new one at the same moment: the user's count goes
+				// 1 -> 0 -> 1 on two loops at once.
+				nc, err := dial()
+				if err != nil {
+					fail(err)
 					return
 				}
+				_ = cur.UnderlyingConn().(*net.TCPConn).SetLinger(0)
+				start := make(chan struct{})
+				closed := make(chan struct{})
+				go func(old *websocket.Conn) {
+					<-start
+					old.Close()
+					close(closed)
+				}(cur)
+				close(start)
+				err = auth(nc, i)
 				<-closed
+				if err == nil {
+					err = authOK(nc)
+				}
+				if err != nil {
+					fail(err)
+					return
+				}
+				cur = nc
 			}
 			final[i] = cur
 		}(i)
@@ -591,6 +615,29 @@ func TestInterestChurnAcrossLoops(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInterestLateNotification: an interest notification that arrives
+// after the registry changed again (the leave on one loop that raced with
+// a login on another) must not unsubscribe an address that has members.
+func TestInterestLateNotification(t *testing.T) {
+	ns := startNATS(t, 0)
+	a := startInstance(t, "a", Options{URLs: []string{ns.ClientURL()}})
+	b := startInstance(t, "b", Options{URLs: []string{ns.ClientURL()}})
+	u, s := a.dial("u"), b.dial("s")
+	a.waitSubscribed(2)
+	a.bp.Interest(router.KindUser, "u") // late: u is connected
+	<-a.bp.interestBarrier()
+	a.waitSubscribed(2)
+	if n := ns.GlobalAccount().Interest("gw.user.u"); n != 1 {
+		t.Fatalf("interest in gw.user.u %d while u is connected, want 1", n)
+	}
+	s.send(`{"type":"send","to":"u","data":"hi","id":"s1"}`)
+	s.expect("ack")
+	if m := u.expect("message"); m["data"] != "hi" {
+		t.Fatalf("u got %v", m)
+	}
+	u.quiet()
 }
 
 // --- defect 6: event loops never wait on NATS --------------------------------
@@ -652,7 +699,13 @@ func TestLoopsDoNotWaitOnStalledNATS(t *testing.T) {
 				waiting = false
 			}
 		case <-deadline:
-			t.Fatal("no `unavailable` within 30s: the gateway stopped reading (its loop waits on NATS?)")
+			carol.send(`{"type":"ping","id":"diag"}`)
+			select {
+			case m := <-carol.in:
+				t.Fatalf("no `unavailable` within 30s, though the loop answers (%v): the backplane queue never filled", m)
+			case <-time.After(5 * time.Second):
+				t.Fatal("no `unavailable` within 30s and no pong: the event loop is stuck waiting on NATS")
+			}
 		}
 	}
 	for i := 0; i < 20; i++ {
