@@ -605,7 +605,7 @@ func (r *Router) PublishService(kind Kind, name string, data []byte, from string
 		}
 		r.route(nil, m)
 		if err := <-done; err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return ErrUnavailable // not confirmed (callers compare with ==)
 		}
 		return nil
 	}
