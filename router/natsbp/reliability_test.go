@@ -805,3 +805,57 @@ func TestCloseHandsOnAcceptedMessages(t *testing.T) {
 }
 
 var _ = io.Discard
+
+// BenchmarkCrossInstanceAcked measures room messages from a client on one
+// instance to a client on another over a real NATS server, with acks (a
+// window of 256 unanswered messages): the cost of confirmed publishing.
+//
+//	go test ./router/natsbp -run '^$' -bench CrossInstanceAcked -benchtime 20000x
+func BenchmarkCrossInstanceAcked(b *testing.B) {
+	ns := startNATS(b, 0)
+	ia := startInstanceWith(b, "a", Options{URLs: []string{ns.ClientURL()}}, 2, noRateLimit)
+	ib := startInstanceWith(b, "b", Options{URLs: []string{ns.ClientURL()}}, 2, noRateLimit)
+	alice, bob := ia.dialBG("alice"), ib.dialBG("bob")
+	alice.join("bench")
+	bob.join("bench")
+	ia.waitSubscribed(3)
+	ib.waitSubscribed(3)
+	got := make(chan struct{})
+	go func() {
+		n := 0
+		for m := range bob.in {
+			if m["type"] == "message" {
+				if n++; n == b.N {
+					close(got)
+					return
+				}
+			}
+		}
+	}()
+	b.ResetTimer()
+	inflight, acked := 0, 0
+	for i := 0; i < b.N; i++ {
+		for inflight >= 256 {
+			if m := alice.next(30 * time.Second); m["type"] == "ack" {
+				acked++
+			}
+			inflight--
+		}
+		alice.send(`{"type":"message","room":"bench","data":{"n":1},"id":"m` + strconv.Itoa(i) + `"}`)
+		inflight++
+	}
+	for ; inflight > 0; inflight-- {
+		if m := alice.next(30 * time.Second); m["type"] == "ack" {
+			acked++
+		}
+	}
+	select {
+	case <-got:
+	case <-time.After(30 * time.Second):
+		b.Fatal("bob did not get every message")
+	}
+	b.StopTimer()
+	if acked != b.N {
+		b.Fatalf("acked %d of %d", acked, b.N)
+	}
+}
