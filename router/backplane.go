@@ -53,11 +53,48 @@ type Remote struct {
 	// delivery (it fell behind); the router counts them and tells the
 	// address's local receivers with `gap`.
 	Dropped uint64
+	// Confirm, when set, is told the message's fate (Backplane.Publish);
+	// ConfirmSeq is its number in that Confirmer's sequence.
+	Confirm    Confirmer
+	ConfirmSeq uint64
 }
 
 // ErrUnavailable means the backplane cannot take messages now (NATS down);
 // the client gets `error unavailable`, never a silent loss.
 var ErrUnavailable = errors.New("router: backplane unavailable")
+
+// Confirmer learns the fate of published messages (Remote.Confirm). The
+// router gives each event loop one, so that a client's ack waits until the
+// message is safe (docs/architecture.md, "Delivery guarantee").
+type Confirmer interface {
+	// Confirmed settles every message published with this Confirmer whose
+	// ConfirmSeq is at most upTo and that was not settled before: err nil
+	// means the message reached the backplane (the NATS server processed
+	// it), otherwise it may be lost. Calls for one Confirmer come in
+	// ConfirmSeq order, from backplane goroutines (or from inside Publish);
+	// it must not block.
+	Confirmed(upTo uint64, err error)
+}
+
+// Host is what a backplane needs from the router it serves; Router.Bind
+// passes it to Start. Every function is safe from any goroutine and never
+// blocks.
+type Host struct {
+	// Deliver takes a message from another instance (it only posts to
+	// event loops).
+	Deliver func(*Remote)
+	// HasLocal reports whether this instance has local receivers of the
+	// address right now: the registry's truth, which interest
+	// reconciliation follows (Backplane.Interest only says "look again").
+	HasLocal func(kind Kind, name string) bool
+	// EachLocal calls fn for every address with local receivers, to
+	// reconcile everything (after a reconnect).
+	EachLocal func(fn func(kind Kind, name string))
+	// Resumed says the backplane lost its connection and has its
+	// subscriptions back: messages for local receivers sent in between may
+	// be missing, and the router tells every client (a `gap` message).
+	Resumed func()
+}
 
 // Backplane connects gateway instances so they act as one.
 //
@@ -66,32 +103,40 @@ var ErrUnavailable = errors.New("router: backplane unavailable")
 // publisher: the publishing router has already delivered to its own local
 // receivers. Delivery is at most once and in publish order per publisher and
 // address. Publish must not block the calling event loop; it returns
-// ErrUnavailable when the message cannot be accepted.
+// ErrUnavailable when the message cannot be accepted. When it accepts a
+// message with m.Confirm set, it later calls m.Confirm.Confirmed exactly
+// once covering m.ConfirmSeq: nil once every instance that was subscribed
+// and connected can get it, an error when it may be lost.
 //
-// Deliver, given to Start, is called from the backplane's own goroutines with
-// messages from other instances; it must not block (the router only posts
-// to its event loops there).
+// Host.Deliver, given to Start, is called from the backplane's own
+// goroutines with messages from other instances.
 type Backplane interface {
-	Start(instanceID string, deliver func(*Remote)) error
+	Start(instanceID string, host Host) error
 	Publish(m *Remote) error
-	// Interest says this instance now has (on) or no longer has (off) local
-	// receivers for the address. Implementations may batch the changes.
-	Interest(kind Kind, name string, on bool)
+	// Interest says the local receivers of the address may have changed
+	// (a first one joined, or the last one left). It is level-triggered:
+	// the backplane re-reads Host.HasLocal and subscribes or unsubscribes
+	// to match, so calls racing from several loops cannot leave the
+	// subscription wrong. Implementations may batch the changes.
+	Interest(kind Kind, name string)
+	// Close stops the backplane after handing on what Publish accepted
+	// (bounded by a timeout).
 	Close() error
 }
 
 // LocalHub is an in-process backplane: several routers in one process
 // (tests, or one binary running several listeners) share it as if they were
 // instances on a NATS cluster. It honours interest, so a test sees the same
-// one-message-per-interested-instance behaviour as NATS.
+// one-message-per-interested-instance behaviour as NATS. Delivery is
+// synchronous, so a message is confirmed when Publish returns.
 type LocalHub struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards members and every member's interest
 	members map[string]*hubMember
 }
 
 type hubMember struct {
 	id       string
-	deliver  func(*Remote)
+	host     Host
 	interest map[Kind]map[string]bool
 	local    func(room string) []string // presence (presence.go)
 }
@@ -102,20 +147,19 @@ func NewLocalHub() *LocalHub { return &LocalHub{members: map[string]*hubMember{}
 // Join returns a Backplane attached to the hub.
 func (h *LocalHub) Join() Backplane { return &hubBackplane{hub: h} }
 
-// Published counts messages the hub handed to members, for tests.
 type hubBackplane struct {
 	hub   *LocalHub
 	me    *hubMember
 	local func(room string) []string // set by ServePresence before Start
 }
 
-func (b *hubBackplane) Start(id string, deliver func(*Remote)) error {
+func (b *hubBackplane) Start(id string, host Host) error {
 	b.hub.mu.Lock()
 	defer b.hub.mu.Unlock()
 	if _, dup := b.hub.members[id]; dup {
 		return errors.New("router: local hub: duplicate instance id " + id)
 	}
-	b.me = &hubMember{id: id, deliver: deliver, interest: map[Kind]map[string]bool{}, local: b.local}
+	b.me = &hubMember{id: id, host: host, interest: map[Kind]map[string]bool{}, local: b.local}
 	b.hub.members[id] = b.me
 	return nil
 }
@@ -134,17 +178,24 @@ func (b *hubBackplane) Publish(m *Remote) error {
 	b.hub.mu.Unlock()
 	for _, t := range targets {
 		cp := *m
+		cp.Confirm, cp.ConfirmSeq = nil, 0
 		cp.Data = append([]byte(nil), m.Data...)
 		cp.Filter = append([]byte(nil), m.Filter...)
-		t.deliver(&cp)
+		t.host.Deliver(&cp)
+	}
+	if m.Confirm != nil {
+		m.Confirm.Confirmed(m.ConfirmSeq, nil)
 	}
 	return nil
 }
 
-func (b *hubBackplane) Interest(kind Kind, name string, on bool) {
+// Interest sets the member's interest in the address to the registry's
+// truth, read under the hub's lock: whichever racing call takes the lock
+// last reads the state after every change that preceded a call.
+func (b *hubBackplane) Interest(kind Kind, name string) {
 	b.hub.mu.Lock()
 	defer b.hub.mu.Unlock()
-	if b.me == nil {
+	if b.me == nil || b.me.host.HasLocal == nil {
 		return
 	}
 	m := b.me.interest[kind]
@@ -152,7 +203,7 @@ func (b *hubBackplane) Interest(kind Kind, name string, on bool) {
 		m = map[string]bool{}
 		b.me.interest[kind] = m
 	}
-	if on {
+	if b.me.host.HasLocal(kind, name) {
 		m[name] = true
 	} else {
 		delete(m, name)

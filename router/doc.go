@@ -12,7 +12,8 @@
 //		                                 memberships, token buckets, held frames
 //		any goroutine ─────────▶ registry: address -> {loop mask (atomic), counts,
 //		                                 presence users} under that address's mutex
-//		backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.PostBytes only
+//		backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.PostBytes only;
+//		                         shard i's ackQueue.Confirmed (its mutex) -> one Post
 //		any goroutine ─────────▶ shard.gaps (gapBook): refused handoffs per
 //		                                 address, under its mutex; drained by its loop
 //
@@ -22,6 +23,13 @@
 //	  - The registry is the only cross-loop state. The delivery path only
 //	    loads an address's loop mask (lock-free); join, leave, auth and close
 //	    update counts under that one address's mutex. There is no global mutex.
+//	  - Backplane interest is level-triggered: join, leave, auth and close
+//	    only tell the backplane that an address may have changed, and it
+//	    re-reads the registry (Host.HasLocal), so racing notifications from
+//	    two loops cannot leave a subscription wrong.
+//	  - With a backplane, a client's ack waits for the backplane's
+//	    confirmation (confirm.go): the loop keeps a ring of pending acks and
+//	    answers them from one posted task per batch of confirmations.
 //	  - A message is stamped and encoded once per codec in use (outMsg.frameFor,
 //	    guarded by sync.Once because several loops may want it at once), and
 //	    handed to each other loop with members by exactly one PostBytes; the

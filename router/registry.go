@@ -143,3 +143,38 @@ func (r *registry) roomUsers(room []byte) []string {
 	sort.Strings(users)
 	return users
 }
+
+// hasLocal reports whether name has local receivers now: the truth that
+// backplane interest follows (Host.HasLocal). Broadcasts always do.
+func (r *registry) hasLocal(kind Kind, name string) bool {
+	if kind == KindAll {
+		return true
+	}
+	if kind > KindChannel {
+		return false
+	}
+	v, ok := r.tables[kind].Load(name)
+	if !ok {
+		return false
+	}
+	in := v.(*interest)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.total > 0 && !in.dead
+}
+
+// each calls fn for every address with local receivers (Host.EachLocal).
+func (r *registry) each(fn func(kind Kind, name string)) {
+	for k := range r.tables {
+		r.tables[k].Range(func(key, v any) bool {
+			in := v.(*interest)
+			in.mu.Lock()
+			live := in.total > 0 && !in.dead
+			in.mu.Unlock()
+			if live {
+				fn(Kind(k), key.(string))
+			}
+			return true
+		})
+	}
+}

@@ -124,14 +124,21 @@ func (r *Router) Bind(e *engine.Engine) error {
 	}
 	r.bindPresence()
 	if bp := r.opts.Backplane; bp != nil {
-		if err := bp.Start(r.opts.InstanceID, r.fromBackplane); err != nil {
+		host := Host{
+			Deliver:   r.fromBackplane,
+			HasLocal:  r.reg.hasLocal,
+			EachLocal: r.reg.each,
+			Resumed:   r.backplaneResumed,
+		}
+		if err := bp.Start(r.opts.InstanceID, host); err != nil {
 			return fmt.Errorf("router: backplane: %w", err)
 		}
 	}
 	return nil
 }
 
-// Close detaches from the backplane (after the engine stopped).
+// Close detaches from the backplane (after the engine stopped); the
+// backplane hands on what it accepted first (bounded by its timeout).
 func (r *Router) Close() error {
 	if r.opts.Backplane != nil {
 		return r.opts.Backplane.Close()
@@ -224,7 +231,9 @@ func (r *Router) joinAddr(cl *client, kind Kind, name string) {
 	s.join(cl, kind, name)
 	firstHere, firstOfUser := r.reg.add(kind, name, s.loop.Index(), cl.user)
 	if firstHere && r.opts.Backplane != nil {
-		r.opts.Backplane.Interest(kind, name, true)
+		// Level-triggered: the backplane re-reads the registry, so this
+		// call racing with a leave on another loop cannot undo it.
+		r.opts.Backplane.Interest(kind, name)
 	}
 	if kind == KindRoom && firstOfUser && r.opts.PresenceEvents {
 		r.presenceEvent(cl, name, "user:joined")
@@ -238,7 +247,7 @@ func (r *Router) leaveAt(cl *client, i int, _ []byte) {
 	s.leave(cl, i)
 	lastHere, lastOfUser := r.reg.remove(m.kind, m.name, s.loop.Index(), cl.user)
 	if lastHere && r.opts.Backplane != nil {
-		r.opts.Backplane.Interest(m.kind, m.name, false)
+		r.opts.Backplane.Interest(m.kind, m.name)
 	}
 	if m.kind == KindRoom && lastOfUser && r.opts.PresenceEvents {
 		r.presenceEvent(cl, m.name, "user:left")
@@ -389,30 +398,19 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 			r.publishStored(cl, e, now) // acks once stored (history.go)
 			return
 		}
-		if r.publish(cl, e, KindRoom, e.Room, now) {
-			r.replyAck(cl, e.ID)
-		}
+		r.publish(cl, e, KindRoom, e.Room, now, false, 0)
 	case TypePublish:
 		if !cl.claims.MayPublish(e.Channel) {
 			r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not publish to this channel"}, e.ID)
 			return
 		}
-		if !r.publish(cl, e, KindChannel, e.Channel, now) {
-			return
-		}
-		r.replyAck(cl, e.ID)
+		r.publish(cl, e, KindChannel, e.Channel, now, false, 0)
 	case TypeSend:
 		delivered := r.reg.count(KindUser, e.To)
 		if delivered > 0 && string(e.To) == cl.user {
 			delivered-- // the sender's own connection is skipped
 		}
-		if !r.publish(cl, e, KindUser, e.To, now) {
-			return
-		}
-		if len(e.ID) > 0 {
-			s.out = cl.codec.AppendSendAck(s.out[:0], e.ID, delivered, r.opts.Backplane != nil)
-			s.write(cl, s.out)
-		}
+		r.publish(cl, e, KindUser, e.To, now, true, delivered)
 	case TypePresence:
 		if cl.member(KindRoom, e.Room) < 0 && !cl.claims.MayJoin(e.Room) {
 			r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not see this room"}, e.ID)
@@ -491,9 +489,11 @@ func (r *Router) handleLeave(cl *client, kind Kind, name []byte, reply, key stri
 	s.write(cl, s.out)
 }
 
-// publish stamps a client message and routes it locally and to the backplane.
-// It reports false (after replying with an error) when it could not.
-func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now time.Time) bool {
+// publish stamps a client message, routes it locally and to the backplane,
+// and answers: an error when it could not, else the ack (the send ack with
+// delivered when send is set). With a backplane the ack waits for the
+// backplane's confirmation (confirm.go); standalone it goes at once.
+func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now time.Time, send bool, delivered int) {
 	s := cl.shard
 	m := newOutMsg()
 	m.kind = kind
@@ -516,29 +516,40 @@ func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now ti
 		if err != nil {
 			m.release()
 			r.replyError(cl, err, e.ID)
-			return false
+			return
 		}
 		m.filter = f
 	}
-	if bp := r.opts.Backplane; bp != nil {
-		if err := r.toBackplane(bp, m, e.Filter, cl.codec); err != nil {
+	bp := r.opts.Backplane
+	if bp != nil {
+		if err := r.toBackplane(bp, m, e.Filter, cl.codec, &s.acks); err != nil {
 			m.release()
 			var pe *ProtocolError
 			if !errors.As(err, &pe) {
 				s.stats.BackplaneErrors++
-				pe = &ProtocolError{Code: CodeUnavailable, Message: "backplane unavailable"}
+				pe = errBackplaneUnavailable
 			}
 			r.replyError(cl, pe, e.ID)
-			return false
+			return
 		}
+		s.acks.push(cl, e.ID, send, delivered)
 	}
 	r.route(s, m)
-	return true
+	switch {
+	case bp != nil || len(e.ID) == 0:
+	case send:
+		s.out = cl.codec.AppendSendAck(s.out[:0], e.ID, delivered, false)
+		s.write(cl, s.out)
+	default:
+		r.replyAck(cl, e.ID)
+	}
 }
 
-// toBackplane publishes m for the other instances, in JSON.
-func (r *Router) toBackplane(bp Backplane, m *outMsg, filter []byte, codec Codec) error {
-	rm := &Remote{Kind: m.kind, Name: string(m.name), From: string(m.from), ID: string(m.id), TS: m.ts, Priority: m.priority, Origin: r.opts.InstanceID, Data: m.data, Filter: filter}
+// toBackplane publishes m for the other instances, in JSON; acks is told
+// its fate.
+func (r *Router) toBackplane(bp Backplane, m *outMsg, filter []byte, codec Codec, acks *ackQueue) error {
+	rm := &Remote{Kind: m.kind, Name: string(m.name), From: string(m.from), ID: string(m.id), TS: m.ts, Priority: m.priority, Origin: r.opts.InstanceID, Data: m.data, Filter: filter,
+		Confirm: acks, ConfirmSeq: acks.next()}
 	if codec != CodecJSON {
 		var err error
 		if rm.Data, err = Transcode(nil, m.data, codec, CodecJSON); err != nil {
@@ -581,7 +592,9 @@ func (r *Router) Ready() bool {
 
 // PublishService delivers a message from a service (POST /api/publish) to
 // local receivers and, through the backplane, to every other instance. data
-// is raw JSON. Safe from any goroutine.
+// is raw JSON. With a backplane it returns once the backplane confirmed the
+// message (or failed it: ErrUnavailable), so it blocks for up to the
+// backplane's confirm timeout: call it from any goroutine but an event loop.
 func (r *Router) PublishService(kind Kind, name string, data []byte, from string, priority Priority, filter []byte) error {
 	if kind != KindAll && !ValidName([]byte(name)) {
 		return fmt.Errorf("router: bad %s name %q", kind, name)
@@ -608,11 +621,18 @@ func (r *Router) PublishService(kind Kind, name string, data []byte, from string
 		return r.publishServiceStored(name, data, from, priority, filter)
 	}
 	if bp := r.opts.Backplane; bp != nil {
-		rm := &Remote{Kind: kind, Name: name, From: from, Data: data, ID: string(m.id), TS: m.ts, Priority: priority, Filter: filter, Origin: r.opts.InstanceID}
+		done := make(waitConfirm, 1)
+		rm := &Remote{Kind: kind, Name: name, From: from, Data: data, ID: string(m.id), TS: m.ts, Priority: priority, Filter: filter, Origin: r.opts.InstanceID,
+			Confirm: done, ConfirmSeq: 1}
 		if err := bp.Publish(rm); err != nil {
 			m.release()
 			return err
 		}
+		r.route(nil, m)
+		if err := <-done; err != nil {
+			return ErrUnavailable // not confirmed (callers compare with ==)
+		}
+		return nil
 	}
 	r.route(nil, m)
 	return nil

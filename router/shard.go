@@ -29,6 +29,7 @@ type shard struct {
 	stats  ShardStats
 	lat    LatencyHistogram // sampled delivery latency (stats.go)
 	gaps   gapBook          // dropped handoffs to this loop, until it tells the clients (any goroutine)
+	acks   ackQueue         // publishes waiting for the backplane's confirmation (confirm.go)
 }
 
 // maxGapAddrs bounds the addresses a gapBook remembers; drops for more
@@ -126,6 +127,7 @@ func (s *shard) statsCopy() ShardStats {
 func newShard(l *engine.Loop, r *Router) *shard {
 	s := &shard{loop: l, r: r}
 	s.gaps.addrs = map[gapAddr]uint64{}
+	s.acks.s = s
 	for i := range s.tables {
 		s.tables[i] = map[string]*memberSet{}
 	}

@@ -173,7 +173,8 @@ func run(args []string, stderr *os.File) int {
 // startBackplane connects the router to NATS: an external server or
 // cluster with -nats-url, else an embedded server (returned, to shut down).
 func startBackplane(o *options, log *slog.Logger) (*natsbp.Backplane, *server.Server, error) {
-	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log, PresenceWindow: o.PresenceWindow}
+	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log, PresenceWindow: o.PresenceWindow,
+		InstanceTimeout: o.InstanceTimeout, ConfirmTimeout: o.PublishConfirmTimeout, PublishQueueBytes: o.PublishQueueBytes}
 	if o.History {
 		bo.History = natsbp.HistoryOptions{Enabled: true, MaxMsgs: o.HistoryMaxMsgs, MaxAge: o.HistoryTTL}
 		if o.HistoryTTL == 0 {

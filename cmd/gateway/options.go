@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/router"
+	"github.com/wsgate/wsgate/router/natsbp"
 )
 
 // options is everything the gateway binary is configured with, bound to one
@@ -52,6 +53,10 @@ type options struct {
 	HistoryMaxMsgs int64
 	HistoryTTL     time.Duration
 	PresenceWindow time.Duration
+
+	InstanceTimeout       time.Duration
+	PublishConfirmTimeout time.Duration
+	PublishQueueBytes     int
 }
 
 // bindFlags registers every flag on fs. The -h text of each flag is the
@@ -115,6 +120,9 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.Int64Var(&o.HistoryMaxMsgs, "history-max-msgs", 100, "messages kept per room with -history")
 	fs.DurationVar(&o.HistoryTTL, "history-ttl", 24*time.Hour, "how long room messages are kept with -history (0 = no age limit)")
 	fs.DurationVar(&o.PresenceWindow, "presence-window", 100*time.Millisecond, "how long a presence query waits for the other instances' answers")
+	fs.DurationVar(&o.InstanceTimeout, "instance-timeout", natsbp.DefaultInstanceTimeout, "after a NATS reconnect, wait this long at most for instances seen before it to heartbeat again before acking messages")
+	fs.DurationVar(&o.PublishConfirmTimeout, "publish-confirm-timeout", natsbp.DefaultConfirmTimeout, "wait this long for NATS to confirm published messages (and any socket write) before answering error unavailable")
+	fs.IntVar(&o.PublishQueueBytes, "publish-queue-bytes", natsbp.DefaultPublishQueueBytes, "bytes of messages waiting to be published to NATS; past it client messages get error unavailable")
 }
 
 // logger builds the structured logger -log-level and -log-format ask for.
@@ -211,6 +219,15 @@ func (o *options) finish() error {
 	}
 	if o.PresenceWindow <= 0 {
 		errs = append(errs, fmt.Errorf("presence-window %v: must be positive", o.PresenceWindow))
+	}
+	if o.InstanceTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("instance-timeout %v: must be positive", o.InstanceTimeout))
+	}
+	if o.PublishConfirmTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("publish-confirm-timeout %v: must be positive", o.PublishConfirmTimeout))
+	}
+	if o.PublishQueueBytes <= 0 {
+		errs = append(errs, fmt.Errorf("publish-queue-bytes %d: must be positive", o.PublishQueueBytes))
 	}
 	if o.History && o.DataDir == "" && o.NATSURL == "" {
 		errs = append(errs, errors.New("-history with the embedded NATS server needs -data-dir"))

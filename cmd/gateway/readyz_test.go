@@ -49,6 +49,10 @@ func TestReadyzFollowsNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, ready(200))
+	// Messages for alice may have been missed while NATS was away: she is told.
+	if m := cl.read(); m.Type != "gap" {
+		t.Fatalf("after NATS came back: %+v, want gap", m)
+	}
 	cl.send(map[string]any{"type": "message", "room": "ops", "data": 2, "id": "m2"})
 	if m := cl.read(); m.Type != "ack" || m.ID != "m2" {
 		t.Fatalf("after NATS came back: %+v, want ack", m)

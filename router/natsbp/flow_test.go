@@ -189,8 +189,9 @@ type gatedBackplane struct {
 	seen   atomic.Int64
 }
 
-func (g *gatedBackplane) Start(id string, deliver func(*router.Remote)) error {
-	return g.Backplane.Start(id, func(rm *router.Remote) {
+func (g *gatedBackplane) Start(id string, host router.Host) error {
+	deliver := host.Deliver
+	host.Deliver = func(rm *router.Remote) {
 		g.seen.Add(1)
 		g.mu.Lock()
 		c := g.closed
@@ -199,7 +200,8 @@ func (g *gatedBackplane) Start(id string, deliver func(*router.Remote)) error {
 			<-c
 		}
 		deliver(rm)
-	})
+	}
+	return g.Backplane.Start(id, host)
 }
 
 func (g *gatedBackplane) close() {
@@ -278,17 +280,22 @@ func TestNATSSlowConsumerDropsCountedOnce(t *testing.T) {
 	ns := startNATS(t, 0)
 	bp := New(Options{URLs: []string{ns.ClientURL()}, PendingMsgs: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	var delivered, told atomic.Uint64
-	if err := bp.Start("a", func(rm *router.Remote) {
-		if rm.Dropped > 0 {
-			told.Add(rm.Dropped)
-			return
-		}
-		delivered.Add(1)
+	if err := bp.Start("a", router.Host{
+		Deliver: func(rm *router.Remote) {
+			if rm.Dropped > 0 {
+				told.Add(rm.Dropped)
+				return
+			}
+			delivered.Add(1)
+		},
+		HasLocal:  func(kind router.Kind, name string) bool { return kind == router.KindRoom && name == "r" },
+		EachLocal: func(fn func(router.Kind, string)) { fn(router.KindRoom, "r") },
+		Resumed:   func() {},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = bp.Close() })
-	bp.Interest(router.KindRoom, "r", true)
+	bp.Interest(router.KindRoom, "r")
 	waitUntil(t, "the subscription", func() bool { return bp.Stats().Subscriptions == 2 })
 	if err := bp.Conn().Flush(); err != nil {
 		t.Fatal(err)
@@ -400,6 +407,10 @@ func TestHistoryGapFillDoesNotBlockOtherRooms(t *testing.T) {
 	}
 	alice.send(`{"type":"message","room":"g","data":5}`)          // parked behind the fill
 	alice.send(`{"type":"message","room":"other","data":"live"}`) // another room: not held up
+	m := carol.expect("gap") // b lost NATS above: its clients were told (reason backplane)
+	if m["reason"] != "backplane" {
+		t.Fatalf("carol: %v, want the backplane gap", m)
+	}
 	if m := carol.expect("message"); m["room"] != "other" || m["data"] != "live" {
 		t.Fatalf("carol: %v", m)
 	}

@@ -10,15 +10,27 @@
 // always to <p>.all, so NATS carries one message per interested instance.
 // History mode (history.go) keeps room messages in JetStream and delivers
 // them from <p>.live.room.<room>; presence queries (presence.go) use
-// request/reply on <p>.presence.<room>.
+// request/reply on <p>.presence.<room>; instances heartbeat on <p>.inst.hb
+// (health.go).
 //
 // # Who owns what
 //
-//   - Event loops call Publish and Interest; both only enqueue (a bounded
-//     channel, a mutex-guarded pending map) and never wait on the network.
-//   - The publisher goroutine owns writes to the NATS connection.
-//   - The interest goroutine owns the subscription map; it coalesces
-//     changes that arrive while it works, so a burst of joins costs one pass.
+//   - Event loops call Publish and Interest; both only enqueue (a channel
+//     bounded in messages and bytes, a mutex-guarded dirty set) and read
+//     atomics. Nothing they call takes nats.go's connection lock, which
+//     nats.go holds across socket writes.
+//   - The publisher goroutine owns client-message writes: it publishes in
+//     batches, confirms each batch with a PING/PONG round trip, and settles
+//     the batch with each message's router.Confirmer.
+//   - The interest goroutine owns the subscription map. It is
+//     level-triggered: for each address marked dirty it reads the router's
+//     truth (Host.HasLocal) and subscribes or unsubscribes to match, and it
+//     reconciles every address after a reconnect.
+//   - The health goroutine (health.go) owns readiness: it publishes the
+//     heartbeat, restores the instance after a reconnect (subscriptions
+//     flushed, peers heard again) and only then sets ready.
+//   - nats.go's callbacks update the connection state (atomics) and the
+//     peer table (its own mutex).
 //   - The pump goroutine moves inbound messages from the subscriptions'
 //     shared channel into a queue bounded by bytes (PendingBytes); past it
 //     messages are dropped and counted (inbound.go).
@@ -57,6 +69,8 @@ type Options struct {
 	// PublishQueue bounds messages waiting for the publisher goroutine
 	// (default 65536); when full, Publish fails with ErrUnavailable.
 	PublishQueue int
+	// PublishQueueBytes bounds the bytes of those messages (default 64 MiB).
+	PublishQueueBytes int
 	// PendingMsgs is the depth of the channel that every subscription
 	// feeds (default 65536); the pump keeps it nearly empty, and past it
 	// nats.go drops (slow consumer; counted in Stats.Dropped).
@@ -67,6 +81,16 @@ type Options struct {
 	PendingBytes int
 	// ReconnectWait is the base delay between reconnect attempts (default 250ms, with jitter).
 	ReconnectWait time.Duration
+	// ConfirmTimeout bounds the wait for the server's confirmation of a
+	// batch of publishes (and any one socket write); past it the batch's
+	// senders get `unavailable` (default 5s).
+	ConfirmTimeout time.Duration
+	// InstanceTimeout is how long an instance may be silent on the
+	// heartbeat subject before its peers stop waiting for it after a
+	// reconnect (default 3s; health.go).
+	InstanceTimeout time.Duration
+	// CloseTimeout bounds how long Close hands on queued messages (default 5s).
+	CloseTimeout time.Duration
 	// Logger receives connection events (default slog.Default()).
 	Logger *slog.Logger
 	// History configures history mode (JetStream; history.go).
@@ -75,6 +99,13 @@ type Options struct {
 	// instances' answers (default 100ms; presence.go).
 	PresenceWindow time.Duration
 }
+
+// Defaults of the reliability options.
+const (
+	DefaultConfirmTimeout    = 5 * time.Second
+	DefaultInstanceTimeout   = 3 * time.Second
+	DefaultPublishQueueBytes = 64 << 20
+)
 
 // Stats are the backplane's counters.
 type Stats struct {
@@ -86,35 +117,59 @@ type Stats struct {
 type Backplane struct {
 	opts     Options
 	instance string
+	host     router.Host
 	deliver  func(*router.Remote)
 	nc       *nats.Conn
 
-	pubq  chan outbound
-	inbox chan *nats.Msg
-	rx    receiverState // the pump's queue and drop accounting (inbound.go)
+	pubq        chan outbound
+	queuedBytes atomic.Int64 // payload bytes in pubq (Options.PublishQueueBytes)
+	pubMu       sync.RWMutex // Publish holds it shared while enqueueing; Close exclusively, to stop them
+	pubClosed   bool         // under pubMu
+	inbox       chan *nats.Msg
+	rx          receiverState // the pump's queue and drop accounting (inbound.go)
 
-	mu       sync.Mutex // guards pending, barriers and closed
-	pending  map[string]bool
-	barriers []chan struct{} // closed once the interest changes pending before them are applied
-	closed   bool
-	kick     chan struct{}
+	mu           sync.Mutex // guards dirty, reconcileAll, barriers and closed
+	dirty        map[addr]struct{}
+	reconcileAll bool
+	barriers     []chan struct{} // closed once the interest changes pending before them are applied
+	closed       bool
+	kick         chan struct{}
 
 	hist      *history                   // history mode; nil when off (history.go)
 	pres      *presence                  // presence queries (presence.go)
 	presLocal func(room string) []string // set by ServePresence before Start
 
-	subs map[string]*nats.Subscription // owned by the interest goroutine
+	subs map[string]subscription // owned by the interest goroutine
+
+	health // readiness, heartbeats, peers (health.go)
 
 	published, publishErrors, received, decodeErrors, dropped, reconnects, disconnects atomic.Uint64
 	subscriptions                                                                      atomic.Int64
 
-	done chan struct{}
-	wg   sync.WaitGroup
+	closing chan struct{} // closed by Close: the publisher hands on what is queued, then exits
+	pubDone chan struct{} // closed when the publisher has exited
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// addr is a router address, the key of interest reconciliation.
+type addr struct {
+	kind router.Kind
+	name string
+}
+
+// subscription is one interest subscription and the address it serves.
+type subscription struct {
+	sub *nats.Subscription
+	addr
 }
 
 type outbound struct {
 	subject string
 	payload []byte
+	confirm router.Confirmer
+	seq     uint64 // ConfirmSeq
+	epoch   uint64 // readiness epoch when accepted (health.go)
 }
 
 // New prepares a backplane; Start (called by router.Bind) connects.
@@ -125,11 +180,23 @@ func New(opts Options) *Backplane {
 	if opts.PublishQueue <= 0 {
 		opts.PublishQueue = 65536
 	}
+	if opts.PublishQueueBytes <= 0 {
+		opts.PublishQueueBytes = DefaultPublishQueueBytes
+	}
 	if opts.PendingMsgs <= 0 {
 		opts.PendingMsgs = 65536
 	}
 	if opts.ReconnectWait <= 0 {
 		opts.ReconnectWait = 250 * time.Millisecond
+	}
+	if opts.ConfirmTimeout <= 0 {
+		opts.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if opts.InstanceTimeout <= 0 {
+		opts.InstanceTimeout = DefaultInstanceTimeout
+	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -138,9 +205,12 @@ func New(opts Options) *Backplane {
 		opts:    opts,
 		pubq:    make(chan outbound, opts.PublishQueue),
 		inbox:   make(chan *nats.Msg, opts.PendingMsgs),
-		pending: map[string]bool{},
+		dirty:   map[addr]struct{}{},
 		kick:    make(chan struct{}, 1),
-		subs:    map[string]*nats.Subscription{},
+		subs:    map[string]subscription{},
+		health:  newHealth(),
+		closing: make(chan struct{}),
+		pubDone: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	b.rx.init(opts.PendingBytes)
@@ -151,8 +221,8 @@ var _ router.Backplane = (*Backplane)(nil)
 
 // Start connects to NATS and starts the backplane's goroutines. It returns
 // an error when the first connection fails; later outages are reconnected.
-func (b *Backplane) Start(instanceID string, deliver func(*router.Remote)) error {
-	b.instance, b.deliver = instanceID, deliver
+func (b *Backplane) Start(instanceID string, host router.Host) error {
+	b.instance, b.host, b.deliver = instanceID, host, host.Deliver
 	log := b.opts.Logger
 	nopts := []nats.Option{
 		nats.Name("wsgate " + instanceID),
@@ -162,14 +232,18 @@ func (b *Backplane) Start(instanceID string, deliver func(*router.Remote)) error
 		nats.ReconnectJitter(b.opts.ReconnectWait, b.opts.ReconnectWait),
 		nats.ReconnectBufSize(-1), // while down, Publish fails instead of buffering silently
 		nats.RetryOnFailedConnect(false),
+		nats.FlusherTimeout(b.opts.ConfirmTimeout), // a write stuck this long means the connection is gone
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.disconnects.Add(1)
+			b.lostConnection()
 			log.Warn("nats disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.reconnects.Add(1)
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected; restoring subscriptions", "url", nc.ConnectedUrlRedacted())
+			b.kickRestore()
 		}),
+		nats.ClosedHandler(func(*nats.Conn) { b.lostConnection() }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				b.slowConsumer(sub) // counts each drop once (inbound.go)
@@ -187,7 +261,7 @@ func (b *Backplane) Start(instanceID string, deliver func(*router.Remote)) error
 		return fmt.Errorf("natsbp: connect %q: %w", url, err)
 	}
 	b.nc = nc
-	if err := b.subscribe(b.opts.Prefix + ".all"); err != nil {
+	if err := b.subscribe(addr{kind: router.KindAll}, b.opts.Prefix+".all"); err != nil {
 		nc.Close()
 		return err
 	}
@@ -199,6 +273,10 @@ func (b *Backplane) Start(instanceID string, deliver func(*router.Remote)) error
 		nc.Close()
 		return err
 	}
+	if err := b.startHealth(); err != nil {
+		nc.Close()
+		return err
+	}
 	b.wg.Add(3)
 	go b.publisher()
 	go b.receiver()
@@ -206,8 +284,10 @@ func (b *Backplane) Start(instanceID string, deliver func(*router.Remote)) error
 	return nil
 }
 
-// Ready reports whether NATS is connected (for /readyz).
-func (b *Backplane) Ready() bool { return b.nc != nil && b.nc.IsConnected() }
+// Ready reports whether the instance can take client messages: connected,
+// its subscriptions on the server, and (after a reconnect) its peers heard
+// again (health.go). It reads an atomic: safe from event loops.
+func (b *Backplane) Ready() bool { return b.ready.Load() }
 
 // Conn is the NATS connection, for services embedded in the same process.
 func (b *Backplane) Conn() *nats.Conn { return b.nc }
@@ -235,10 +315,13 @@ func (b *Backplane) Subject(kind router.Kind, name string) string {
 	return b.opts.Prefix + ".room." + name
 }
 
-// Publish enqueues m for the publisher goroutine. It fails at once when NATS
-// is down or the queue is full, so the client hears `unavailable`.
+// Publish enqueues m for the publisher goroutine. It fails at once when the
+// instance is not ready or the queue is full, so the client hears
+// `unavailable`; otherwise m.Confirm (if set) hears later whether the
+// server has it.
 func (b *Backplane) Publish(m *router.Remote) error {
-	if !b.Ready() {
+	epoch := b.readyEpoch.Load()
+	if !b.ready.Load() {
 		b.publishErrors.Add(1)
 		return router.ErrUnavailable
 	}
@@ -246,38 +329,177 @@ func (b *Backplane) Publish(m *router.Remote) error {
 	if err != nil {
 		return fmt.Errorf("natsbp: encode: %w", err)
 	}
-	select {
-	case b.pubq <- outbound{subject: b.Subject(m.Kind, m.Name), payload: payload}:
-		return nil
-	default:
+	o := outbound{subject: b.Subject(m.Kind, m.Name), payload: payload, confirm: m.Confirm, seq: m.ConfirmSeq, epoch: epoch}
+	size := int64(len(payload))
+	b.pubMu.RLock()
+	ok := !b.pubClosed && b.queuedBytes.Add(size) <= int64(b.opts.PublishQueueBytes)
+	if ok {
+		select {
+		case b.pubq <- o:
+		default:
+			ok = false
+		}
+	}
+	if !ok && !b.pubClosed {
+		b.queuedBytes.Add(-size)
+	}
+	b.pubMu.RUnlock()
+	if !ok {
 		b.publishErrors.Add(1)
 		return router.ErrUnavailable
 	}
+	return nil
 }
+
+// Publisher batching: as much as is queued, up to these bounds, goes out
+// before one confirmation round trip.
+const (
+	maxBatch      = 4096
+	maxBatchBytes = 4 << 20
+)
+
+// errStale fails a message accepted before an outage: it is never sent
+// after the instance reconnected (its senders were told `unavailable` or
+// are about to be).
+var errStale = errors.New("natsbp: accepted before the connection was lost")
 
 func (b *Backplane) publisher() {
 	defer b.wg.Done()
+	defer close(b.pubDone)
+	batch := make([]outbound, 0, 64)
+	var settle []settlement
 	for {
+		var o outbound
 		select {
-		case <-b.done:
-			return
-		case o := <-b.pubq:
-			if err := b.nc.Publish(o.subject, o.payload); err != nil {
-				b.publishErrors.Add(1)
-				continue
+		case o = <-b.pubq:
+		case <-b.closing:
+			// Hand on everything accepted before Close, then stop.
+			select {
+			case o = <-b.pubq:
+			default:
+				return
 			}
-			b.published.Add(1)
+		}
+		batch = append(batch[:0], o)
+		size := len(o.payload)
+	fill:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case o = <-b.pubq:
+				batch = append(batch, o)
+				size += len(o.payload)
+			default:
+				break fill
+			}
+		}
+		b.queuedBytes.Add(-int64(size))
+		// Epochs never decrease along the queue: the stale ones (accepted
+		// before an outage) come first and fail without being sent.
+		epoch := b.readyEpoch.Load()
+		stale := 0
+		for stale < len(batch) && batch[stale].epoch != epoch {
+			stale++
+		}
+		settle = b.settle(settle, batch[:stale], errStale)
+		err := b.sendConfirmed(batch[stale:])
+		settle = b.settle(settle, batch[stale:], err)
+		for i := range batch {
+			batch[i] = outbound{}
 		}
 	}
 }
 
-// Interest records a subscription change for the interest goroutine.
-func (b *Backplane) Interest(kind router.Kind, name string, on bool) {
-	subj := b.interestSubject(kind, name)
+// sendConfirmed publishes batch and waits until the server has processed
+// it: a PING after the PUBs, answered by a PONG on the same connection. A
+// reconnect in between fails the batch, because nats.go drops what it had
+// not written when the connection broke, and a PONG from the new
+// connection proves nothing about it.
+func (b *Backplane) sendConfirmed(batch []outbound) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if !b.ready.Load() {
+		return router.ErrUnavailable
+	}
+	gen := b.connGen()
+	if gen != b.readyGen.Load() {
+		return errReconnected // the health goroutine has not restored this connection yet
+	}
+	for i := range batch {
+		if err := b.nc.Publish(batch[i].subject, batch[i].payload); err != nil {
+			return err
+		}
+	}
+	if err := b.nc.FlushTimeout(b.opts.ConfirmTimeout); err != nil {
+		return err
+	}
+	if b.connGen() != gen {
+		return errReconnected
+	}
+	return nil
+}
+
+// settlement is one Confirmer's highest ConfirmSeq in a batch.
+type settlement struct {
+	c   router.Confirmer
+	seq uint64
+}
+
+// settle counts batch and tells each Confirmer once (the loops are few,
+// so a linear search beats a map).
+func (b *Backplane) settle(scratch []settlement, batch []outbound, err error) []settlement {
+	if len(batch) == 0 {
+		return scratch
+	}
+	if err != nil {
+		b.publishErrors.Add(uint64(len(batch)))
+	} else {
+		b.published.Add(uint64(len(batch)))
+	}
+	scratch = scratch[:0]
+next:
+	for i := range batch {
+		c := batch[i].confirm
+		if c == nil {
+			continue
+		}
+		for j := range scratch {
+			if scratch[j].c == c {
+				scratch[j].seq = batch[i].seq
+				continue next
+			}
+		}
+		scratch = append(scratch, settlement{c: c, seq: batch[i].seq})
+	}
+	if err != nil && !errors.Is(err, router.ErrUnavailable) {
+		err = fmt.Errorf("%w: %v", router.ErrUnavailable, err)
+	}
+	for i := range scratch {
+		scratch[i].c.Confirmed(scratch[i].seq, err)
+		scratch[i] = settlement{}
+	}
+	return scratch[:0]
+}
+
+// Interest marks the address for the interest goroutine, which reconciles
+// its subscription with the router's registry (Host.HasLocal).
+func (b *Backplane) Interest(kind router.Kind, name string) {
 	b.mu.Lock()
 	if !b.closed {
-		b.pending[subj] = on
+		b.dirty[addr{kind: kind, name: name}] = struct{}{}
 	}
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileEverything marks every address, subscribed or with local
+// receivers, for the interest goroutine (after a reconnect).
+func (b *Backplane) reconcileEverything() {
+	b.mu.Lock()
+	b.reconcileAll = true
 	b.mu.Unlock()
 	select {
 	case b.kick <- struct{}{}:
@@ -294,23 +516,25 @@ func (b *Backplane) interestLoop() {
 		case <-b.kick:
 		}
 		b.mu.Lock()
-		batch := b.pending
-		b.pending = make(map[string]bool, len(batch))
+		batch := b.dirty
+		b.dirty = make(map[addr]struct{}, len(batch))
+		all := b.reconcileAll
+		b.reconcileAll = false
 		barriers := b.barriers
 		b.barriers = nil
 		b.mu.Unlock()
-		for subj, on := range batch {
-			sub, have := b.subs[subj]
-			switch {
-			case on && !have:
-				if err := b.subscribe(subj); err != nil {
-					b.opts.Logger.Warn("nats subscribe failed", "subject", subj, "err", err)
+		if all {
+			for _, s := range b.subs {
+				if s.kind != router.KindAll {
+					batch[s.addr] = struct{}{}
 				}
-			case !on && have:
-				_ = sub.Unsubscribe()
-				delete(b.subs, subj)
-				b.subscriptions.Add(-1)
 			}
+			if b.host.EachLocal != nil {
+				b.host.EachLocal(func(kind router.Kind, name string) { batch[addr{kind: kind, name: name}] = struct{}{} })
+			}
+		}
+		for a := range batch {
+			b.reconcile(a)
 		}
 		for _, c := range barriers {
 			close(c)
@@ -318,16 +542,35 @@ func (b *Backplane) interestLoop() {
 	}
 }
 
+// reconcile makes the subscription of a match the router's registry now.
+// A change racing with it marks a dirty again, so the next pass reads the
+// newer truth.
+func (b *Backplane) reconcile(a addr) {
+	subj := b.interestSubject(a.kind, a.name)
+	want := b.host.HasLocal != nil && b.host.HasLocal(a.kind, a.name)
+	s, have := b.subs[subj]
+	switch {
+	case want && !have:
+		if err := b.subscribe(a, subj); err != nil {
+			b.opts.Logger.Warn("nats subscribe failed", "subject", subj, "err", err)
+		}
+	case !want && have:
+		_ = s.sub.Unsubscribe()
+		delete(b.subs, subj)
+		b.subscriptions.Add(-1)
+	}
+}
+
 // subscribe adds a subscription feeding the shared inbox (no goroutine per
 // subscription: a million users means a million subscriptions).
-func (b *Backplane) subscribe(subj string) error {
+func (b *Backplane) subscribe(a addr, subj string) error {
 	sub, err := b.nc.ChanSubscribe(subj, b.inbox)
 	if err != nil {
 		return fmt.Errorf("natsbp: subscribe %s: %w", subj, err)
 	}
 	// No SetPendingLimits: nats.go refuses it on a channel subscription;
 	// the channel's depth and the pump's byte budget bound it (inbound.go).
-	b.subs[subj] = sub
+	b.subs[subj] = subscription{sub: sub, addr: a}
 	b.subscriptions.Add(1)
 	return nil
 }
@@ -342,21 +585,50 @@ func (b *Backplane) receiver() {
 	b.receive()
 }
 
-// Close stops the goroutines and drains the connection.
+// Close stops taking messages, hands on what Publish accepted (publishes
+// and confirms it, so its senders hear the outcome while their loops still
+// run), flushes the connection and closes it; all bounded by CloseTimeout.
 func (b *Backplane) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	b.pubMu.Lock()
+	if b.pubClosed {
+		b.pubMu.Unlock()
 		return nil
 	}
+	b.pubClosed = true
+	b.pubMu.Unlock()
+	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
+	if b.nc == nil {
+		return nil
+	}
+	deadline := time.NewTimer(b.opts.CloseTimeout)
+	defer deadline.Stop()
+	close(b.closing)
+	var err error
+	select {
+	case <-b.pubDone:
+		// Everything confirmed is on the server already; this pushes out
+		// what else was written (heartbeats, unsubscribes). A connection
+		// that is down has nothing to push.
+		if b.nc.IsConnected() {
+			if ferr := b.nc.FlushTimeout(b.opts.CloseTimeout); ferr != nil {
+				err = fmt.Errorf("natsbp: close: flush: %w", ferr)
+			}
+		}
+	case <-deadline.C:
+		err = fmt.Errorf("natsbp: close: queued messages not handed on within %v", b.opts.CloseTimeout)
+	}
+	b.nc.Close() // unblocks a publisher stuck on a dead connection
 	close(b.done)
 	b.wg.Wait()
-	if b.nc != nil {
-		b.nc.Close()
+	// Anything still queued (a publisher cut short) is lost: say so.
+	var rest []outbound
+	for len(b.pubq) > 0 {
+		rest = append(rest, <-b.pubq)
 	}
-	return nil
+	b.settle(nil, rest, router.ErrUnavailable)
+	return err
 }
 
 // wire is the JSON payload on the subjects (PROTOCOL.md section 5).
