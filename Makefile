@@ -4,7 +4,7 @@ PKGS      := ./...
 FUZZTIME  ?= 8s
 BIN       := bin
 
-.PHONY: all build run test vet unit fuzz-short fuzz deps bench bench-full conformance lint clean
+.PHONY: all build run test vet unit faults faults-short fuzz-short fuzz deps bench bench-full conformance lint clean
 
 all: build
 
@@ -15,8 +15,8 @@ build:
 run:
 	$(GO) run ./cmd/gateway -dev
 
-## test: vet, race-enabled tests, short fuzz runs (what CI runs)
-test: deps vet unit fuzz-short
+## test: vet, race-enabled tests, the fault suite at reduced size, short fuzz runs (what CI runs)
+test: deps vet unit faults-short fuzz-short
 
 # A failed install is not fatal here: the browser tests then skip, saying so
 # (CI sets BROWSERTEST_REQUIRE=1, which turns that skip into a failure).
@@ -26,8 +26,18 @@ deps:
 vet:
 	$(GO) vet $(PKGS)
 
+# The fault suite (./faults) runs real gateway processes under load: it has
+# its own targets, without -race (the race detector covers the unit tests).
 unit:
-	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	$(GO) test -race -count=1 -timeout 12m $$($(GO) list $(PKGS) | grep -v /faults)
+
+## faults: the fault suite at full size (flood, service burst, NATS restarts, slow consumers); see docs/operations.md
+faults:
+	FAULTS_SIZE=full $(GO) test -count=1 -timeout 30m -v ./faults
+
+## faults-short: the fault suite at reduced size (part of make test, about 2 minutes)
+faults-short:
+	FAULTS_SIZE=reduced $(GO) test -short -count=1 -timeout 8m -v ./faults
 
 # Each fuzz target runs briefly so CI catches regressions in the parsers;
 # `make fuzz FUZZTIME=5m` digs deeper.

@@ -43,11 +43,13 @@ func TestFloodToDescriptorLimit(t *testing.T) {
 	if err != nil {
 		t.Skipf("cannot lower the gateway's open-file limit: prlimit(1) (util-linux) not on $PATH: %v", err)
 	}
-	// The flood runs for floodFor as fast as four dialers go, at most
-	// floodMax connections (shed ones are closed as soon as they read 503,
-	// so the test's own descriptors stay bounded).
-	floodMax := pick(size, 10000, 100000)
-	floodFor := pick(size, 4*time.Second, 20*time.Second)
+	// The flood: floodRate connections a second for floodFor, from four
+	// dialers (shed ones are closed as soon as they read 503, so the
+	// test's own descriptors stay bounded; the rate keeps the loopback's
+	// ephemeral ports, ~28k, from running out).
+	floodRate := pick(size, 3000, 2000)
+	floodFor := pick(size, 3*time.Second, 20*time.Second)
+	floodMax := floodRate * int(floodFor/time.Second)
 
 	ns := startNATS(t, 0)
 	g := startGateway(t, "flood", []string{prlimit, fmt.Sprintf("--nofile=%d:%d", floodLimit, floodLimit), "--"},
@@ -107,7 +109,21 @@ func TestFloodToDescriptorLimit(t *testing.T) {
 		t.Fatalf("before the flood: %v", err)
 	}
 
-	// The flood: four dialers until floodTotal connections or floodFor.
+	// Dial permits, floodRate/100 every 10 ms.
+	permits := make(chan struct{}, floodRate)
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for released := 0; released < floodMax; {
+			<-tick.C
+			for i := 0; i < floodRate/100 && released < floodMax; i++ {
+				permits <- struct{}{}
+				released++
+			}
+		}
+		close(permits)
+	}()
+	floodStart := time.Now()
 	var tally floodTally
 	var connsMu sync.Mutex
 	var conns []net.Conn
@@ -115,21 +131,20 @@ func TestFloodToDescriptorLimit(t *testing.T) {
 	stopFlood := make(chan struct{})
 	var dialers sync.WaitGroup
 	var next atomic.Int64
-	deadline := time.Now().Add(floodFor)
 	for w := 0; w < 4; w++ {
 		dialers.Add(1)
 		go func() {
 			defer dialers.Done()
 			for {
-				i := next.Add(1)
-				if i > int64(floodMax) || time.Now().After(deadline) {
-					return
-				}
 				select {
 				case <-stopFlood:
 					return
-				default:
+				case _, ok := <-permits:
+					if !ok {
+						return
+					}
 				}
+				i := next.Add(1)
 				c, err := net.DialTimeout("tcp", g.Addr, 3*time.Second)
 				if err != nil {
 					tally.dialErrors.Add(1)
@@ -197,6 +212,7 @@ func TestFloodToDescriptorLimit(t *testing.T) {
 		}
 	}
 	floodDials := tally.dialed.Load()
+	floodTook := time.Since(floodStart)
 	g.requireRunning()
 
 	// The flood ends: close every flood connection; a new client is
@@ -247,7 +263,7 @@ func TestFloodToDescriptorLimit(t *testing.T) {
 		"flood answers: %d shed 503, %d upgraded 101, %d closed without a byte, %d still open; "+
 		"%d round trips ok; new clients: %d served, %d refused 503, %d reset; "+
 		"wsgate_connections_shed_total %s, wsgate_accept_errors_total %s; process alive",
-		size, floodLimit, floodDials, floodFor, tally.dialErrors.Load(),
+		size, floodLimit, floodDials, floodTook.Round(time.Millisecond), tally.dialErrors.Load(),
 		tally.shed503.Load(), tally.upgraded101.Load(), tally.closedSilently.Load(), tally.stillOpen.Load(),
 		roundTrips, served, refused, resets, shedMetric, acceptErrors)
 }
