@@ -20,7 +20,7 @@ import (
 func TestServiceBurstFastReceivers(t *testing.T) {
 	size := sizeOf(t)
 	receivers := pick(size, 20, 100)
-	burst := pick(size, 2000, 5000) // messages of about 1 KiB
+	burst := 2000 // messages of about 1 KiB: 2x -max-queue-bytes per receiver
 	const room = "burst"
 
 	ns := startNATS(t, 0)

@@ -34,7 +34,7 @@ func TestSlowConsumers(t *testing.T) {
 	flow := pick(size, 3000, 10000) // messages of about 1 KiB
 	const (
 		pace       = time.Millisecond // one message per pace: ~1 MiB/s
-		maxQueue   = 256 << 10        // -max-queue-bytes
+		maxQueue   = 512 << 10        // -max-queue-bytes
 		inboxBytes = 4 << 20          // -loop-inbox-bytes
 		loops      = 2
 		room       = "flow"
