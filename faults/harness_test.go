@@ -254,7 +254,7 @@ func (g *gateway) ready() bool {
 }
 
 // metrics scrapes /metrics and sums every sample by metric name (labels
-// dropped). ok is false when the scrape failed.
+// dropped).
 func (g *gateway) metrics() (map[string]float64, error) {
 	code, body, err := g.adminGet("/metrics")
 	if err != nil {
@@ -371,12 +371,10 @@ type client struct {
 	in   chan inbound
 }
 
-// dialer has the handshake deadline every client of the suite uses.
-var dialer = websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-
 // dialClient connects as user (token in the URL), starts the reader and
 // waits for auth:ok. On a refused upgrade it returns the HTTP status.
 func dialClient(t *testing.T, addr, user string, buffered int) (*client, int, error) {
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	c, resp, err := dialer.Dial("ws://"+addr+"/ws?token="+token(t, user), nil)
 	if err != nil {
 		status := 0

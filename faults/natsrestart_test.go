@@ -224,13 +224,16 @@ func (s *ackSender) counts() string {
 	return fmt.Sprintf("sent %d, acked %d, unavailable %d, in flight %d", s.next-s.first, s.ackedRun, s.unavailableRun, s.inflight)
 }
 
-// send sends message n, stamped on clock.
-func (s *ackSender) send(n int, clock *atomic.Int64, id string) error {
+// send sends the next message, stamped on clock, with an id of idPrefix
+// and its number; it returns the number.
+func (s *ackSender) send(clock *atomic.Int64, idPrefix string) (int, error) {
 	s.mu.Lock()
+	n := s.next
+	s.next++
 	s.sentAt[n] = clock.Add(1)
 	s.inflight++
 	s.mu.Unlock()
-	return s.c.send(map[string]any{"type": "message", "room": ackedRoom, "id": id, "data": seqData{Seq: n}})
+	return n, s.c.send(map[string]any{"type": "message", "room": ackedRoom, "id": idPrefix + strconv.Itoa(n), "data": seqData{Seq: n}})
 }
 
 // answer records one answer; it returns the number answered (-1 for other
@@ -280,9 +283,7 @@ func (s *ackSender) run(stop <-chan struct{}, clock *atomic.Int64, window int, p
 			stop, stopping = nil, true
 		case <-tick.C:
 			if !stopping && inflight < window {
-				n := s.next
-				s.next++
-				if err := s.send(n, clock, "m"+strconv.Itoa(n)); err != nil {
+				if _, err := s.send(clock, "m"); err != nil {
 					return err
 				}
 			}
@@ -303,10 +304,11 @@ func (s *ackSender) run(stop <-chan struct{}, clock *atomic.Int64, window int, p
 // acked, and tells the receivers its number first.
 func (s *ackSender) fence(clock *atomic.Int64) error {
 	for try := 0; try < 100; try++ {
-		n := s.next
-		s.next++
-		s.fenceAt.Store(int64(n))
-		if err := s.send(n, clock, "f"+strconv.Itoa(n)); err != nil {
+		s.mu.Lock()
+		s.fenceAt.Store(int64(s.next)) // before it can arrive
+		s.mu.Unlock()
+		n, err := s.send(clock, "f")
+		if err != nil {
 			return err
 		}
 		for {
