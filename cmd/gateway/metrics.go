@@ -94,7 +94,7 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		histGapFills:      d("history_gap_fills_total", "Gaps in a room's live stream (a sequence skipped) found by the receiver and filled from the history."),
 		histGapFillErrors: d("history_gap_fill_errors_total", "Gap fills that failed or were refused (queue full); the members got a gap message."),
 		histDuplicates:    d("history_duplicates_total", "Live messages dropped as repeats of a sequence already delivered."),
-		histGapParkDrops:  d("history_gap_park_drops_total", "Live messages not parked while their room was being filled (-gap-park-bytes spent); the next fill fetches them."),
+		histGapParkDrops:  d("history_gap_park_drops_total", "Live messages not parked while their room was being filled (-history-park-bytes spent); the next fill fetches them."),
 
 		lagLast:  d("loop_lag_seconds", "Event-loop lag: time from posting a probe task to the loop until it ran, last probe (once a second).", "loop"),
 		lagMax:   d("loop_lag_max_seconds", "Largest event-loop lag over the last minute.", "loop"),
