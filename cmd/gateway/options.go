@@ -57,7 +57,7 @@ type options struct {
 	HistoryFillWorkers int
 	HistoryFillTimeout time.Duration
 	HistoryParkBytes   int
-	PresenceWindow time.Duration
+	PresenceWindow     time.Duration
 
 	InstanceTimeout       time.Duration
 	PublishConfirmTimeout time.Duration
