@@ -4,7 +4,7 @@ PKGS      := ./...
 FUZZTIME  ?= 8s
 BIN       := bin
 
-.PHONY: all build run test vet unit faults faults-short fuzz-short fuzz deps bench bench-full conformance lint clean
+.PHONY: all build run test vet unit alloc faults faults-short fuzz-short fuzz deps bench bench-full conformance lint clean
 
 all: build
 
@@ -15,8 +15,8 @@ build:
 run:
 	$(GO) run ./cmd/gateway -dev
 
-## test: vet, race-enabled tests, the fault suite at reduced size, short fuzz runs (what CI runs)
-test: deps vet unit faults-short fuzz-short
+## test: vet, race-enabled tests, allocation tests without -race, the fault suite at reduced size, short fuzz runs (what CI runs)
+test: deps vet unit alloc faults-short fuzz-short
 
 # A failed install is not fatal here: the browser tests then skip, saying so
 # (CI sets BROWSERTEST_REQUIRE=1, which turns that skip into a failure).
@@ -38,6 +38,11 @@ faults:
 ## faults-short: the fault suite at reduced size (part of make test, about 2 minutes)
 faults-short:
 	FAULTS_SIZE=reduced $(GO) test -short -count=1 -timeout 8m -v ./faults
+
+# The zero-allocation checks (Test*Allocs) skip under -race, where sync.Pool
+# drops items on purpose; this pass runs them without it.
+alloc:
+	$(GO) test -count=1 -run 'Allocs' ./frame/... ./engine/... ./router/...
 
 # Each fuzz target runs briefly so CI catches regressions in the parsers;
 # `make fuzz FUZZTIME=5m` digs deeper.

@@ -28,6 +28,14 @@ type Handler interface {
 	OnClose(c *Conn, code ws.StatusCode)
 }
 
+// TickHandler is an optional extension of Handler: OnTick runs on each loop
+// at every tick (-tick-interval), after the engine published its own
+// counters, so a handler can publish loop-owned state for readers that must
+// not wait on a busy loop (CollectOrLast). It must be cheap.
+type TickHandler interface {
+	OnTick(l *Loop)
+}
+
 // Decision is a Handler's answer to an upgrade request.
 type Decision struct {
 	// Status refuses the upgrade with this HTTP status when non-zero.

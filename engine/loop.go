@@ -285,6 +285,9 @@ func tickTask(l *Loop, _ any) {
 	l.wheel.advance(l.eng.tickNow(), (*Conn).onDeadline)
 	l.checkBacklog()
 	l.publishStats()
+	if th, ok := l.eng.handler.(TickHandler); ok {
+		th.OnTick(l)
+	}
 }
 
 // publishStats copies the counters where Engine.Stats can read them without

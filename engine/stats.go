@@ -118,6 +118,25 @@ func (e *Engine) Stats(ctx context.Context) ([]LoopStats, error) {
 	return out, nil
 }
 
+// CollectOrLast is Collect for readers that must not wait on a busy loop
+// (metrics scrapes): a loop that does not answer within statsFreshWait
+// contributes last(l) instead, a copy the loop published earlier (at its
+// last tick, see TickHandler). last runs on the caller's goroutine and must
+// be safe there. The error is only ctx's, when ctx ends before
+// statsFreshWait.
+func CollectOrLast[T any](ctx context.Context, loops []*Loop, read, last func(*Loop) T) ([]T, error) {
+	fresh, cancel := context.WithTimeout(ctx, statsFreshWait)
+	defer cancel()
+	out, missing := collect(fresh, loops, read)
+	if len(missing) > 0 && ctx.Err() != nil {
+		return nil, fmt.Errorf("engine: collect: %w", ctx.Err())
+	}
+	for _, i := range missing {
+		out[i] = last(loops[i])
+	}
+	return out, nil
+}
+
 // Collect runs read on every running loop (through Post, so read may look at
 // loop-owned state without a race) and returns the results indexed like
 // loops; a loop that is not running leaves its zero value. It waits at most

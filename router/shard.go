@@ -30,6 +30,9 @@ type shard struct {
 	lat    LatencyHistogram // sampled delivery latency (stats.go)
 	gaps   gapBook          // dropped handoffs to this loop, until it tells the clients (any goroutine)
 	acks   ackQueue         // publishes waiting for the backplane's confirmation (confirm.go)
+
+	pubMu sync.Mutex    // guards pub
+	pub   ShardSnapshot // counters as of the loop's last tick, for readers that must not wait (Router.Snapshot)
 }
 
 // maxGapAddrs bounds the addresses a gapBook remembers; drops for more
@@ -122,6 +125,22 @@ func (s *shard) statsCopy() ShardStats {
 	st := s.stats
 	st.InboxDropped = s.gaps.dropped.Load()
 	return st
+}
+
+// publishSnapshot copies the counters where Router.Snapshot can read them
+// without waiting for the loop. Loop only (OnTick).
+func (s *shard) publishSnapshot() {
+	snap := ShardSnapshot{Stats: s.statsCopy(), Latency: s.lat}
+	s.pubMu.Lock()
+	s.pub = snap
+	s.pubMu.Unlock()
+}
+
+// published returns the counters of the loop's last tick. Any goroutine.
+func (s *shard) published() ShardSnapshot {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	return s.pub
 }
 
 func newShard(l *engine.Loop, r *Router) *shard {

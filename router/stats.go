@@ -81,15 +81,27 @@ type ShardSnapshot struct {
 }
 
 // Snapshot returns each loop's counters and latency histogram, copied on the
-// loop itself (one Post per loop, like Stats). A loop that never had a
-// connection reports zeros.
+// loop itself when it answers within a few tens of milliseconds, else the
+// copy it published at its last tick (OnTick), so a scrape never waits on a
+// busy loop. A loop that never had a connection reports zeros. The error is
+// only ctx's.
 func (r *Router) Snapshot(ctx context.Context) ([]ShardSnapshot, error) {
-	return engine.Collect(ctx, r.eng.Loops(), func(l *engine.Loop) ShardSnapshot {
+	return engine.CollectOrLast(ctx, r.eng.Loops(), func(l *engine.Loop) ShardSnapshot {
 		if sh, ok := l.Data().(*shard); ok {
 			return ShardSnapshot{Stats: sh.statsCopy(), Latency: sh.lat}
 		}
 		return ShardSnapshot{}
+	}, func(l *engine.Loop) ShardSnapshot {
+		// Not l.Data(), which is loop-only: the shards are fixed at Bind.
+		return r.shards[l.Index()].published()
 	})
+}
+
+// OnTick publishes the loop's routing counters for Snapshot (engine.TickHandler).
+func (r *Router) OnTick(l *engine.Loop) {
+	if sh, ok := l.Data().(*shard); ok {
+		sh.publishSnapshot()
+	}
 }
 
 // Backplane returns the backplane the router was configured with (nil

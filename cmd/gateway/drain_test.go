@@ -43,7 +43,7 @@ func TestDrain(t *testing.T) {
 	const (
 		clients   = 20
 		msgs      = 5
-		drainTime = time.Second
+		drainTime = 2 * time.Second
 	)
 	gw := startGateway(t, baseArgs("-drain-time", drainTime.String())...)
 
@@ -77,9 +77,10 @@ func TestDrain(t *testing.T) {
 	sigAt := time.Now()
 	gw.Signal(syscall.SIGTERM)
 
-	// Not ready at once.
+	// Not ready at once (how fast depends on the machine: logged, with a
+	// generous bound).
 	var readyAfter time.Duration
-	waitFor(t, 500*time.Millisecond, func() string {
+	waitFor(t, 10*time.Second, func() string {
 		code, body, err := gw.adminGet("/readyz")
 		if err != nil {
 			return err.Error()
@@ -105,9 +106,9 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("upgrade during drain: %v (status %d), want 503", err, status)
 	}
 
-	code, exited := gw.Wait(drainTime + 4*time.Second)
+	code, exited := gw.Wait(drainTime + 15*time.Second)
 	if !exited {
-		t.Fatalf("gateway still running %v after SIGTERM", drainTime+4*time.Second)
+		t.Fatalf("gateway still running %v after SIGTERM", drainTime+15*time.Second)
 	}
 	exitAfter := time.Since(sigAt)
 	if code != 0 {
@@ -156,7 +157,7 @@ func TestDrain(t *testing.T) {
 		}
 		// The close comes at the connection's own moment: no earlier than
 		// after_ms after the drain began (which is after sigAt).
-		if el := l.closedAt.Sub(sigAt); el < time.Duration(*after)*time.Millisecond-5*time.Millisecond {
+		if el := l.closedAt.Sub(sigAt); el < time.Duration(*after)*time.Millisecond {
 			t.Errorf("%s: closed %v after the signal, before its after_ms %d", user, el, *after)
 		}
 	}
@@ -183,9 +184,9 @@ func TestDrainSecondSignal(t *testing.T) {
 	}
 	start := time.Now()
 	gw.Signal(syscall.SIGTERM)
-	code, exited := gw.Wait(5 * time.Second)
+	code, exited := gw.Wait(15 * time.Second)
 	if !exited {
-		t.Fatal("gateway still running 5s after the second signal")
+		t.Fatal("gateway still running 15s after the second signal (its -drain-time is 30s)")
 	}
 	if code != 1 {
 		t.Fatalf("exit code %d after the second signal, want 1", code)
@@ -215,7 +216,7 @@ func TestDrainEcho(t *testing.T) {
 	}
 	gw.Signal(syscall.SIGINT)
 	for i, c := range conns {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
 		mt, b, err := c.ReadMessage()
 		if err == nil {
 			t.Fatalf("conn %d: got message type %d %q during drain, want only a close", i, mt, b)
@@ -224,7 +225,7 @@ func TestDrainEcho(t *testing.T) {
 			t.Fatalf("conn %d: %v, want close 1001", i, err)
 		}
 	}
-	if code, ok := gw.Wait(5 * time.Second); !ok || code != 0 {
+	if code, ok := gw.Wait(15 * time.Second); !ok || code != 0 {
 		t.Fatalf("exit %d (exited %v), want 0", code, ok)
 	}
 }

@@ -174,9 +174,11 @@ func run(args []string, stderr *os.File) int {
 // cluster with -nats-url, else an embedded server (returned, to shut down).
 func startBackplane(o *options, log *slog.Logger) (*natsbp.Backplane, *server.Server, error) {
 	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log, PresenceWindow: o.PresenceWindow,
-		InstanceTimeout: o.InstanceTimeout, ConfirmTimeout: o.PublishConfirmTimeout, PublishQueueBytes: o.PublishQueueBytes}
+		InstanceTimeout: o.InstanceTimeout, ConfirmTimeout: o.PublishConfirmTimeout, PublishQueueBytes: o.PublishQueueBytes,
+		PendingBytes: o.NATSPendingBytes}
 	if o.History {
-		bo.History = natsbp.HistoryOptions{Enabled: true, MaxMsgs: o.HistoryMaxMsgs, MaxAge: o.HistoryTTL}
+		bo.History = natsbp.HistoryOptions{Enabled: true, MaxMsgs: o.HistoryMaxMsgs, MaxAge: o.HistoryTTL,
+			GapFillWorkers: o.HistoryFillWorkers, GapFillTimeout: o.HistoryFillTimeout, GapParkBytes: o.HistoryParkBytes}
 		if o.HistoryTTL == 0 {
 			bo.History.MaxAge = -1 // the flag's 0 means no age limit
 		}

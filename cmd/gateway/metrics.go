@@ -36,6 +36,9 @@ type gatewayCollector struct {
 	maxQueued, latency,
 	bpPublished, bpPublishErrors, bpReceived, bpDecodeErrors, bpDropped, bpReconnects,
 	bpDisconnects, bpSubscriptions, bpConnected,
+	shed, acceptErrors, overloadGaps,
+	histStored, histStoreErrors, histReplays, histReplayErrors, histReplayed,
+	histGapFills, histGapFillErrors, histDuplicates, histGapParkDrops,
 	lagLast, lagMax, draining, loops *prometheus.Desc
 }
 
@@ -79,6 +82,20 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		bpSubscriptions: d("backplane_subscriptions", "NATS subscriptions held (router interest)."),
 		bpConnected:     d("backplane_connected", "1 while the NATS connection is up."),
 
+		shed:         d("connections_shed_total", "TCP connections refused before the upgrade (a short 503, then closed), by reason: max_conns (-max-conns open), descriptors (near the open-file limit, or accept hit EMFILE/ENFILE).", "reason"),
+		acceptErrors: d("accept_errors_total", "accept() failures; each is followed by shedding or a short backoff, never by an exit."),
+		overloadGaps: d("overload_gaps_total", "gap messages with reason overload (a loop's inbox refused data for the client; also in gaps_sent_total)."),
+
+		histStored:        d("history_stored_total", "Messages stored in the JetStream history (-history)."),
+		histStoreErrors:   d("history_store_errors_total", "Messages the history failed to store (their senders got error unavailable)."),
+		histReplays:       d("history_replays_total", "resume requests served from the history."),
+		histReplayErrors:  d("history_replay_errors_total", "resume requests the history could not serve."),
+		histReplayed:      d("history_replayed_total", "Messages sent to clients by resume."),
+		histGapFills:      d("history_gap_fills_total", "Gaps in a room's live stream (a sequence skipped) found by the receiver and filled from the history."),
+		histGapFillErrors: d("history_gap_fill_errors_total", "Gap fills that failed or were refused (queue full); the members got a gap message."),
+		histDuplicates:    d("history_duplicates_total", "Live messages dropped as repeats of a sequence already delivered."),
+		histGapParkDrops:  d("history_gap_park_drops_total", "Live messages not parked while their room was being filled (-history-park-bytes spent); the next fill fetches them."),
+
 		lagLast:  d("loop_lag_seconds", "Event-loop lag: time from posting a probe task to the loop until it ran, last probe (once a second).", "loop"),
 		lagMax:   d("loop_lag_max_seconds", "Largest event-loop lag over the last minute.", "loop"),
 		draining: d("draining", "1 while the gateway drains after SIGTERM/SIGINT."),
@@ -96,6 +113,9 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.maxQueued, c.latency,
 		c.bpPublished, c.bpPublishErrors, c.bpReceived, c.bpDecodeErrors, c.bpDropped, c.bpReconnects,
 		c.bpDisconnects, c.bpSubscriptions, c.bpConnected,
+		c.shed, c.acceptErrors, c.overloadGaps,
+		c.histStored, c.histStoreErrors, c.histReplays, c.histReplayErrors, c.histReplayed,
+		c.histGapFills, c.histGapFillErrors, c.histDuplicates, c.histGapParkDrops,
 		c.lagLast, c.lagMax, c.draining, c.loops,
 	} {
 		ch <- d
@@ -116,6 +136,11 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 
 	gauge(c.loops, float64(len(c.eng.Loops())))
 	gauge(c.draining, b2f(c.drain != nil && c.drain()))
+
+	as := c.eng.AcceptStats()
+	counter(c.shed, as.ShedMaxConns, "max_conns")
+	counter(c.shed, as.ShedDescriptors, "descriptors")
+	counter(c.acceptErrors, as.AcceptErrors)
 
 	var slow uint64
 	if loops, err := c.eng.Stats(ctx); err != nil {
@@ -166,6 +191,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.deliveries, sum.Deliveries)
 			counter(c.held, sum.Held)
 			counter(c.gaps, sum.GapsSent)
+			counter(c.overloadGaps, sum.OverloadGaps)
 			counter(c.rateKicks, sum.RateKicks)
 			counter(c.authFailures, sum.AuthFailures)
 			counter(c.bpRouterErrors, sum.BackplaneErrors)
@@ -197,6 +223,18 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.bpDisconnects, s.Disconnects)
 		gauge(c.bpSubscriptions, float64(s.Subscriptions))
 		gauge(c.bpConnected, b2f(c.bp.Ready()))
+		if c.bp.HistoryOn() {
+			h := c.bp.HistoryStats()
+			counter(c.histStored, h.Stored)
+			counter(c.histStoreErrors, h.StoreErrors)
+			counter(c.histReplays, h.Replays)
+			counter(c.histReplayErrors, h.ReplayErrors)
+			counter(c.histReplayed, h.Replayed)
+			counter(c.histGapFills, h.Gaps)
+			counter(c.histGapFillErrors, h.GapFillErrors)
+			counter(c.histDuplicates, h.Duplicates)
+			counter(c.histGapParkDrops, h.GapParkDrops)
+		}
 	}
 
 	if c.lag != nil {

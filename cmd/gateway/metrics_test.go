@@ -162,6 +162,10 @@ func TestMetrics(t *testing.T) {
 		{"wsgate_backplane_publish_errors_total", nil, 0},
 		{"wsgate_backplane_connected", nil, 1},
 		{"wsgate_draining", nil, 0},
+		{"wsgate_connections_shed_total", []string{"reason", "max_conns"}, 0},
+		{"wsgate_connections_shed_total", []string{"reason", "descriptors"}, 0},
+		{"wsgate_accept_errors_total", nil, 0},
+		{"wsgate_overload_gaps_total", nil, 0},
 	}
 	check := func(fams map[string]*dto.MetricFamily, ws []want) string {
 		var bad []string
@@ -243,6 +247,34 @@ func TestMetrics(t *testing.T) {
 			{"wsgate_connections", nil, 0},
 			{"wsgate_closes_total", nil, 0},
 		})
+	})
+}
+
+// TestMetricsShed: connections refused before the upgrade at -max-conns are
+// counted by reason.
+func TestMetricsShed(t *testing.T) {
+	gw := startGateway(t, baseArgs("-max-conns", "1")...)
+	cl := dialClient(t, gw.Addr, "first")
+	defer cl.closeNormal()
+	const extra = 3
+	for range extra {
+		_, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr+"/ws?token="+token(t, "second"), nil)
+		if err == nil {
+			t.Fatal("a second connection upgraded past -max-conns 1")
+		}
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("second connection: %v %v, want 503", err, resp)
+		}
+	}
+	waitFor(t, 5*time.Second, func() string {
+		fams := scrape(t, gw)
+		if v, ok := metricValue(fams, "wsgate_connections_shed_total", "reason", "max_conns"); !ok || v != extra {
+			return fmt.Sprintf("connections_shed_total{reason=max_conns} = %v (present %v), want %d", v, ok, extra)
+		}
+		if v, _ := metricValue(fams, "wsgate_connections_shed_total", "reason", "descriptors"); v != 0 {
+			return fmt.Sprintf("connections_shed_total{reason=descriptors} = %v, want 0", v)
+		}
+		return ""
 	})
 }
 

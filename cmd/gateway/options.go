@@ -52,7 +52,12 @@ type options struct {
 	DataDir        string
 	HistoryMaxMsgs int64
 	HistoryTTL     time.Duration
-	PresenceWindow time.Duration
+	// Backplane flow bounds (natsbp.Options / HistoryOptions).
+	NATSPendingBytes   int
+	HistoryFillWorkers int
+	HistoryFillTimeout time.Duration
+	HistoryParkBytes   int
+	PresenceWindow     time.Duration
 
 	InstanceTimeout       time.Duration
 	PublishConfirmTimeout time.Duration
@@ -119,6 +124,10 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.DataDir, "data-dir", "wsgate-data", "where the embedded NATS server keeps history (JetStream files)")
 	fs.Int64Var(&o.HistoryMaxMsgs, "history-max-msgs", 100, "messages kept per room with -history")
 	fs.DurationVar(&o.HistoryTTL, "history-ttl", 24*time.Hour, "how long room messages are kept with -history (0 = no age limit)")
+	fs.IntVar(&o.NATSPendingBytes, "nats-pending-bytes", natsbp.DefaultPendingBytes, "bytes of messages from NATS waiting to be routed; past it they are dropped, counted (backplane_dropped_total) and the receivers told with gap")
+	fs.IntVar(&o.HistoryFillWorkers, "history-fill-workers", natsbp.DefaultGapFillWorkers, "with -history, rooms whose live gaps are filled from the history at once")
+	fs.DurationVar(&o.HistoryFillTimeout, "history-fill-timeout", natsbp.DefaultGapFillTimeout, "with -history, time allowed for one gap fill; past it the members get gap")
+	fs.IntVar(&o.HistoryParkBytes, "history-park-bytes", natsbp.DefaultGapParkBytes, "with -history, bytes of live messages held back while their rooms' gaps are filled; past it the next fill fetches them")
 	fs.DurationVar(&o.PresenceWindow, "presence-window", 100*time.Millisecond, "how long a presence query waits for the other instances' answers")
 	fs.DurationVar(&o.InstanceTimeout, "instance-timeout", natsbp.DefaultInstanceTimeout, "after a NATS reconnect, wait this long at most for instances seen before it to heartbeat again before acking messages")
 	fs.DurationVar(&o.PublishConfirmTimeout, "publish-confirm-timeout", natsbp.DefaultConfirmTimeout, "wait this long for NATS to confirm published messages (and any socket write) before answering error unavailable")
@@ -213,6 +222,18 @@ func (o *options) finish() error {
 	}
 	if o.HistoryMaxMsgs < 1 {
 		errs = append(errs, fmt.Errorf("history-max-msgs %d: must be at least 1", o.HistoryMaxMsgs))
+	}
+	if o.NATSPendingBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("nats-pending-bytes %d: must be at least 1024", o.NATSPendingBytes))
+	}
+	if o.HistoryFillWorkers < 1 {
+		errs = append(errs, fmt.Errorf("history-fill-workers %d: must be at least 1", o.HistoryFillWorkers))
+	}
+	if o.HistoryFillTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("history-fill-timeout %v: must be positive", o.HistoryFillTimeout))
+	}
+	if o.HistoryParkBytes < 1 {
+		errs = append(errs, fmt.Errorf("history-park-bytes %d: must be positive", o.HistoryParkBytes))
 	}
 	if o.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("history-ttl %v: must not be negative", o.HistoryTTL))

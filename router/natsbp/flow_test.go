@@ -407,7 +407,8 @@ func TestHistoryGapFillDoesNotBlockOtherRooms(t *testing.T) {
 	}
 	alice.send(`{"type":"message","room":"g","data":5}`)          // parked behind the fill
 	alice.send(`{"type":"message","room":"other","data":"live"}`) // another room: not held up
-	m := carol.expect("gap") // b lost NATS above: its clients were told (reason backplane)
+	// b lost NATS above: its clients were told (reason backplane).
+	m := carol.expect("gap")
 	if m["reason"] != "backplane" {
 		t.Fatalf("carol: %v, want the backplane gap", m)
 	}

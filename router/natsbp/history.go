@@ -125,6 +125,9 @@ const (
 	DefaultHistoryStream  = "WSGATE_HISTORY"
 	DefaultHistoryMaxMsgs = 100
 	DefaultHistoryMaxAge  = 24 * time.Hour
+	DefaultGapFillWorkers = 4
+	DefaultGapFillTimeout = 2 * time.Second
+	DefaultGapParkBytes   = 16 << 20
 )
 
 func (o *HistoryOptions) normalize() {
@@ -155,16 +158,16 @@ func (o *HistoryOptions) normalize() {
 		o.StoreTimeout = 5 * time.Second
 	}
 	if o.GapFillWorkers <= 0 {
-		o.GapFillWorkers = 4
+		o.GapFillWorkers = DefaultGapFillWorkers
 	}
 	if o.GapFillQueue <= 0 {
 		o.GapFillQueue = 1024
 	}
 	if o.GapFillTimeout <= 0 {
-		o.GapFillTimeout = 2 * time.Second
+		o.GapFillTimeout = DefaultGapFillTimeout
 	}
 	if o.GapParkBytes <= 0 {
-		o.GapParkBytes = 16 << 20
+		o.GapParkBytes = DefaultGapParkBytes
 	}
 }
 
