@@ -35,7 +35,7 @@ unit:
 faults:
 	FAULTS_SIZE=full $(GO) test -count=1 -timeout 30m -v ./faults
 
-## faults-short: the fault suite at reduced size (part of make test, about 2 minutes)
+## faults-short: the fault suite at reduced size (part of make test; under a minute once the gateway is built)
 faults-short:
 	FAULTS_SIZE=reduced $(GO) test -short -count=1 -timeout 8m -v ./faults
 

@@ -17,11 +17,11 @@
 //     docs/architecture.md "Delivery guarantee" promises.
 //   - TestSlowConsumers: clients that stop reading are closed with 4009,
 //     the ones that read get everything, and the gateway's peak RSS stays
-//     under the formula in docs/operations.md ("Fault suite").
+//     under the formula in docs/operations.md ("Sizing").
 //
 // The package holds only tests. Run it with
 //
-//	make faults-short   # reduced size, part of make test (about 2 minutes)
+//	make faults-short   # reduced size, part of make test (under a minute)
 //	make faults         # full size (FAULTS_SIZE=full)
 //
 // or go test ./faults directly. Environment:
