@@ -7,20 +7,21 @@ import "unsafe"
 // the connection's encoding (json.go, msgpack.go); a new encoding adds its
 // case to each method here.
 
-// objWriter writes one flat object in either codec. Keys are constants
+// objWriter writes one flat object in the codec c. Keys are constants
 // without characters that need escaping. For MessagePack it reserves a fixmap
 // header and patches the count at the end, so an object has at most 15 fields
-// (every reply above has fewer than 9).
+// (every reply in reply.go has fewer than 9). Every method branches on c:
+// JSON is the default, and a new encoding adds its branch to each.
 type objWriter struct {
 	b   []byte
 	hdr int
 	n   int
-	mp  bool
+	c   Codec
 }
 
 func beginObj(c Codec, dst []byte, typ string) objWriter {
-	w := objWriter{b: dst, mp: c == CodecMsgpack}
-	if w.mp {
+	w := objWriter{b: dst, c: c}
+	if w.c == CodecMsgpack {
 		w.hdr = len(dst)
 		w.b = append(w.b, 0x80, 0xa4, 't', 'y', 'p', 'e')
 		w.b = mpAppendStr(w.b, typ)
@@ -34,7 +35,7 @@ func beginObj(c Codec, dst []byte, typ string) objWriter {
 
 func (w *objWriter) key(k string) {
 	w.n++
-	if w.mp {
+	if w.c == CodecMsgpack {
 		w.b = mpAppendStr(w.b, k)
 		return
 	}
@@ -45,7 +46,7 @@ func (w *objWriter) key(k string) {
 
 func (w *objWriter) sstr(k, v string) {
 	w.key(k)
-	if w.mp {
+	if w.c == CodecMsgpack {
 		w.b = mpAppendStr(w.b, v)
 	} else {
 		w.b = appendJSONString(w.b, v)
@@ -62,7 +63,7 @@ func (w *objWriter) clientID(id []byte) {
 
 func (w *objWriter) int(k string, v int64) {
 	w.key(k)
-	if w.mp {
+	if w.c == CodecMsgpack {
 		w.b = mpAppendInt(w.b, v)
 	} else {
 		w.b = appendInt(w.b, v)
@@ -71,7 +72,7 @@ func (w *objWriter) int(k string, v int64) {
 
 func (w *objWriter) uint(k string, v uint64) {
 	w.key(k)
-	if w.mp {
+	if w.c == CodecMsgpack {
 		w.b = mpAppendUint(w.b, v)
 	} else {
 		w.b = appendUint(w.b, v)
@@ -81,9 +82,9 @@ func (w *objWriter) uint(k string, v uint64) {
 func (w *objWriter) bool(k string, v bool) {
 	w.key(k)
 	switch {
-	case w.mp && v:
+	case w.c == CodecMsgpack && v:
 		w.b = append(w.b, 0xc3)
-	case w.mp:
+	case w.c == CodecMsgpack:
 		w.b = append(w.b, 0xc2)
 	case v:
 		w.b = append(w.b, "true"...)
@@ -98,7 +99,7 @@ func (w *objWriter) raw(k string, v []byte) {
 	switch {
 	case len(v) > 0:
 		w.b = append(w.b, v...)
-	case w.mp:
+	case w.c == CodecMsgpack:
 		w.b = append(w.b, 0xc0)
 	default:
 		w.b = append(w.b, "null"...)
@@ -107,7 +108,7 @@ func (w *objWriter) raw(k string, v []byte) {
 
 func (w *objWriter) strs(k string, vs []string) {
 	w.key(k)
-	if w.mp {
+	if w.c == CodecMsgpack {
 		w.b = mpAppendArrayHeader(w.b, len(vs))
 		for _, v := range vs {
 			w.b = mpAppendStr(w.b, v)
@@ -125,7 +126,7 @@ func (w *objWriter) strs(k string, vs []string) {
 }
 
 func (w *objWriter) end() []byte {
-	if w.mp {
+	if w.c == CodecMsgpack {
 		w.b[w.hdr] = 0x80 | byte(w.n)
 		return w.b
 	}
