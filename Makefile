@@ -42,12 +42,12 @@ faults-short:
 # The zero-allocation checks (Test*Allocs) skip under -race, where sync.Pool
 # drops items on purpose; this pass runs them without it.
 alloc:
-	$(GO) test -count=1 -run 'Allocs' ./frame/... ./engine/... ./router/...
+	$(GO) test -count=1 -run 'Allocs' ./frame/... ./wire/... ./engine/... ./router/...
 
 # Each fuzz target runs briefly so CI catches regressions in the parsers;
 # `make fuzz FUZZTIME=5m` digs deeper.
 fuzz-short:
-	@for pkg in frame engine router; do \
+	@for pkg in frame wire auth engine router; do \
 		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | sed 's/func //'); do \
 			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
 			$(GO) test ./$$pkg/ -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) || exit 1; \
@@ -83,7 +83,7 @@ conformance:
 	bash scripts/conformance.sh
 
 lint: vet
-	@! grep -rn 'fmt.Print' --include='*.go' frame engine router | grep -v _test.go || (echo "fmt.Print in library code"; exit 1)
+	@! grep -rn 'fmt.Print' --include='*.go' frame wire auth engine router | grep -v _test.go || (echo "fmt.Print in library code"; exit 1)
 
 clean:
 	rm -rf $(BIN)

@@ -3,6 +3,8 @@ package router
 import (
 	"errors"
 	"sync"
+
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Kind says what a published message is addressed to.
@@ -38,7 +40,7 @@ type Remote struct {
 	Data     []byte // raw JSON value
 	ID       string // gateway message id, unique across instances
 	TS       int64  // unix milliseconds
-	Priority Priority
+	Priority wire.Priority
 	Filter   []byte // raw JSON filter object, may be empty
 	Origin   string // instance id of the publisher
 	// Seq is the message's history sequence (the JetStream stream sequence)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 )
 
@@ -132,8 +133,8 @@ func newBenchRig(b *testing.B, n, loops int, h engine.Handler, r *Router) *bench
 	var recvQuery, sendQuery string
 	join := maskedFrame(0x1, []byte(`{"type":"join","room":"bench"}`))
 	if r != nil {
-		recvQuery = "?token=" + token(b, Claims{Sub: "recv"})
-		sendQuery = "?token=" + token(b, Claims{Sub: "sender"})
+		recvQuery = "?token=" + token(b, auth.Claims{Sub: "recv"})
+		sendQuery = "?token=" + token(b, auth.Claims{Sub: "sender"})
 	}
 	// Dial in parallel, a few at a time.
 	var mu sync.Mutex
@@ -287,7 +288,7 @@ func (r *Router) statsFor(b *testing.B) ShardStats {
 }
 
 func newBenchRouter(b *testing.B) *Router {
-	r, err := New(Options{Auth: AuthConfig{Secret: testSecret}, RateMsgs: -1, InstanceID: "bench"})
+	r, err := New(Options{Auth: auth.Config{Secret: testSecret}, RateMsgs: -1, InstanceID: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,8 +3,10 @@ package router
 import (
 	"time"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/frame"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // client is the router's state for one connection, attached with
@@ -12,9 +14,9 @@ import (
 type client struct {
 	conn      *engine.Conn
 	shard     *shard
-	claims    *Claims // nil until authenticated
+	claims    *auth.Claims // nil until authenticated
 	user      string
-	codec     Codec
+	codec     wire.Codec
 	members   []membership // rooms, channels and the user entry
 	authedIdx int32
 

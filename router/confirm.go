@@ -19,11 +19,12 @@ import (
 	"sync"
 
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // errBackplaneUnavailable is the reply when the backplane could not take or
 // confirm a message.
-var errBackplaneUnavailable = &ProtocolError{Code: CodeUnavailable, Message: "backplane unavailable"}
+var errBackplaneUnavailable = &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "backplane unavailable"}
 
 // pendingAck is one published client message waiting for its confirmation.
 type pendingAck struct {
@@ -183,8 +184,6 @@ func backplaneGapTask(l *engine.Loop, _ any) {
 
 // appendBackplaneGap encodes `{"type":"gap","reason":"backplane"}`: no
 // dropped count, because nobody knows how many messages were missed.
-func appendBackplaneGap(dst []byte, c Codec) []byte {
-	w := beginObj(c, dst, ReplyGap)
-	w.sstr("reason", "backplane")
-	return w.end()
+func appendBackplaneGap(dst []byte, c wire.Codec) []byte {
+	return c.AppendGapReason(dst, wire.GapBackplane)
 }

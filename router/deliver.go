@@ -8,6 +8,7 @@ import (
 
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/frame"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // outMsg is one message on its way to local receivers: addressed, stamped,
@@ -18,10 +19,10 @@ import (
 type outMsg struct {
 	refs      atomic.Int32
 	kind      Kind
-	priority  Priority
-	filter    Filter
+	priority  wire.Priority
+	filter    wire.Filter
 	exclude   *engine.Conn // the sender's own connection, skipped
-	dataCodec Codec
+	dataCodec wire.Codec
 	presence  string // "user:joined" / "user:left": a presence event, not a message
 
 	// Backing storage for the byte fields, reused through the pool.
@@ -63,7 +64,7 @@ func (m *outMsg) release() {
 }
 
 // frameFor returns the message encoded for codec c, encoding it on first use.
-func (m *outMsg) frameFor(c Codec) (*frame.Shared, error) {
+func (m *outMsg) frameFor(c wire.Codec) (*frame.Shared, error) {
 	m.once[c].Do(func() {
 		buf := getBuf()
 		defer putBuf(buf)
@@ -79,14 +80,14 @@ func (m *outMsg) frameFor(c Codec) (*frame.Shared, error) {
 		data := m.data
 		if c != m.dataCodec {
 			var err error
-			buf.tmp, err = Transcode(buf.tmp[:0], m.data, m.dataCodec, c)
+			buf.tmp, err = wire.Transcode(buf.tmp[:0], m.data, m.dataCodec, c)
 			if err != nil {
 				m.errs[c] = err
 				return
 			}
 			data = buf.tmp
 		}
-		d := Delivery{Target: targetOf(m.kind), Name: m.name, From: m.from, Data: data, ID: m.id, TS: m.ts, Seq: m.seq, HasSeq: m.hasSeq}
+		d := wire.Delivery{Target: targetOf(m.kind), Name: m.name, From: m.from, Data: data, ID: m.id, TS: m.ts, Seq: m.seq, HasSeq: m.hasSeq}
 		if m.kind == KindAll {
 			d.Name = nil
 		}
@@ -96,14 +97,14 @@ func (m *outMsg) frameFor(c Codec) (*frame.Shared, error) {
 	return m.frames[c], m.errs[c]
 }
 
-func targetOf(k Kind) Target {
+func targetOf(k Kind) wire.Target {
 	switch k {
 	case KindChannel:
-		return TargetChannel
+		return wire.TargetChannel
 	case KindUser:
-		return TargetUser
+		return wire.TargetUser
 	}
-	return TargetRoom
+	return wire.TargetRoom
 }
 
 // encBuf is scratch for one encoding; pooled because encodings may run on
@@ -185,7 +186,7 @@ func gapTask(l *engine.Loop, _ any) {
 	g.mu.Unlock()
 	if all > 0 {
 		for _, cl := range s.authed {
-			s.sendGap(cl, TargetRoom, nil, all)
+			s.sendGap(cl, wire.TargetRoom, nil, all)
 		}
 	}
 }
@@ -194,7 +195,7 @@ func gapTask(l *engine.Loop, _ any) {
 // its loop. A backed-up connection adds them to its low-priority count
 // instead, so that they are told after its held messages, in the one gap
 // it gets when it drains.
-func (s *shard) sendGap(cl *client, target Target, name []byte, n uint64) {
+func (s *shard) sendGap(cl *client, target wire.Target, name []byte, n uint64) {
 	c := cl.conn
 	if c.State() >= engine.StateClosing {
 		return
@@ -203,7 +204,7 @@ func (s *shard) sendGap(cl *client, target Target, name []byte, n uint64) {
 		cl.dropped += n
 		return
 	}
-	s.out = cl.codec.AppendGapAt(s.out[:0], n, target, name, GapOverload)
+	s.out = cl.codec.AppendGapAt(s.out[:0], n, target, name, wire.GapOverload)
 	s.write(cl, s.out)
 	s.stats.GapsSent++
 	s.stats.OverloadGaps++
@@ -264,7 +265,7 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	// never report a drain, and held frames (and the gap) would be stranded.
 	backedUp := c.Backlogged() || len(cl.held) > 0
 	switch {
-	case m.priority == PriorityLow && backedUp:
+	case m.priority == wire.PriorityLow && backedUp:
 		cl.dropped++
 		s.stats.DroppedLow++
 		return
@@ -277,7 +278,7 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	if q := queued + size; q > s.stats.MaxQueued {
 		s.stats.MaxQueued = q
 	}
-	if m.priority != PriorityHigh && backedUp {
+	if m.priority != wire.PriorityHigh && backedUp {
 		f.Retain()
 		cl.held = append(cl.held, f)
 		cl.heldBytes += size

@@ -2,7 +2,9 @@
 // authentication, users, rooms, channels, presence, conditional and priority
 // routing, and per-connection flow control (PROTOCOL.md sections 2-4, 7, 8).
 // It implements engine.Handler and talks to other instances through the
-// Backplane interface (NATS in production, LocalHub in tests).
+// Backplane interface (NATS in production, LocalHub in tests). What goes over
+// a client's socket is package wire's (decoding, validation, replies,
+// transcoding); who may do what is package auth's (tokens, claims).
 //
 // # Who owns what
 //

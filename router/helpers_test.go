@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 )
 
@@ -60,9 +61,9 @@ func startGateway(t testing.TB, eo engine.Options, ro Options) *gateway {
 func (g *gateway) url() string { return "ws://" + g.eng.Addr() + "/ws" }
 
 // token mints a test token.
-func token(t testing.TB, c Claims) string {
+func token(t testing.TB, c auth.Claims) string {
 	t.Helper()
-	tok, err := MintHS256(testSecret, c, time.Hour)
+	tok, err := auth.MintHS256(testSecret, c, time.Hour)
 	if err != nil {
 		t.Fatalf("mint: %v", err)
 	}

@@ -63,6 +63,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // History is the optional Backplane ability behind history mode, found by a
@@ -90,7 +91,7 @@ type History interface {
 var (
 	errNoHistory     = errors.New("router: history mode needs a backplane with history (NATS with JetStream and history on)")
 	errHistoryNotSet = errors.New("router: the backplane keeps history but Options.History is off")
-	errUnavailable   = &ProtocolError{Code: CodeUnavailable, Message: "history unavailable"}
+	errUnavailable   = &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "history unavailable"}
 )
 
 // resumeKey names one resume in flight: a client and a room.
@@ -150,10 +151,10 @@ func (r *Router) History() bool { return r.hist != nil }
 
 // publishStored sends a client's room message through the store; the ack
 // (or error) comes back to the loop when the store answered.
-func (r *Router) publishStored(cl *client, e *Envelope, now time.Time) {
+func (r *Router) publishStored(cl *client, e *wire.Envelope, now time.Time) {
 	s := cl.shard
 	if len(e.Filter) > 0 {
-		if _, err := ParseFilter(e.Filter, cl.codec); err != nil {
+		if _, err := wire.ParseFilter(e.Filter, cl.codec); err != nil {
 			r.replyError(cl, err, e.ID)
 			return
 		}
@@ -161,15 +162,15 @@ func (r *Router) publishStored(cl *client, e *Envelope, now time.Time) {
 	s.msgSeq++
 	rm := &Remote{Kind: KindRoom, Name: string(e.Room), From: cl.user, TS: now.UnixMilli(), Priority: e.Priority,
 		ID: string(r.appendMessageID(nil, s)), Origin: r.opts.InstanceID, OriginConn: cl.conn.ID(), Data: e.Data, Filter: e.Filter}
-	if cl.codec != CodecJSON {
+	if cl.codec != wire.CodecJSON {
 		var err error
-		if rm.Data, err = Transcode(nil, e.Data, cl.codec, CodecJSON); err != nil {
-			r.replyError(cl, &ProtocolError{Code: CodeBadRequest, Message: "data has no JSON form: " + err.Error()}, e.ID)
+		if rm.Data, err = wire.Transcode(nil, e.Data, cl.codec, wire.CodecJSON); err != nil {
+			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeBadRequest, Message: "data has no JSON form: " + err.Error()}, e.ID)
 			return
 		}
 		if len(e.Filter) > 0 {
-			if rm.Filter, err = Transcode(nil, e.Filter, cl.codec, CodecJSON); err != nil {
-				r.replyError(cl, &ProtocolError{Code: CodeBadRequest, Message: "filter has no JSON form: " + err.Error()}, e.ID)
+			if rm.Filter, err = wire.Transcode(nil, e.Filter, cl.codec, wire.CodecJSON); err != nil {
+				r.replyError(cl, &wire.ProtocolError{Code: wire.CodeBadRequest, Message: "filter has no JSON form: " + err.Error()}, e.ID)
 				return
 			}
 		}
@@ -187,7 +188,7 @@ func (r *Router) publishStored(cl *client, e *Envelope, now time.Time) {
 	})
 	if err != nil {
 		s.stats.BackplaneErrors++
-		r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "backplane unavailable"}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "backplane unavailable"}, e.ID)
 	}
 }
 
@@ -207,7 +208,7 @@ func storedAckTask(_ *engine.Loop, arg any) {
 	r := cl.shard.r
 	if a.err != nil {
 		cl.shard.stats.BackplaneErrors++
-		r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "history store unavailable"}, a.id)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "history store unavailable"}, a.id)
 		return
 	}
 	r.replyAck(cl, a.id)
@@ -216,7 +217,7 @@ func storedAckTask(_ *engine.Loop, arg any) {
 // publishServiceStored is PublishService for a room in history mode: it
 // returns once the store acknowledged (or failed), and delivery, local
 // included, comes back from the store.
-func (r *Router) publishServiceStored(name string, data []byte, from string, priority Priority, filter []byte) error {
+func (r *Router) publishServiceStored(name string, data []byte, from string, priority wire.Priority, filter []byte) error {
 	rm := &Remote{Kind: KindRoom, Name: name, From: from, Data: data, Filter: filter, Priority: priority,
 		ID: string(r.appendServiceID(nil)), TS: time.Now().UnixMilli(), Origin: r.opts.InstanceID}
 	done := make(chan error, 1)
@@ -232,16 +233,16 @@ func (r *Router) publishServiceStored(name string, data []byte, from string, pri
 }
 
 // handleResume starts a replay for cl (on its loop).
-func (r *Router) handleResume(cl *client, e *Envelope) {
+func (r *Router) handleResume(cl *client, e *wire.Envelope) {
 	s := cl.shard
 	if cl.member(KindRoom, e.Room) < 0 && !cl.claims.MayJoin(e.Room) {
-		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not read this room"}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "may not read this room"}, e.ID)
 		return
 	}
 	t := r.resumes[s.loop.Index()]
 	key := resumeKey{cl: cl, room: string(e.Room)}
 	if t[key] != nil {
-		r.replyError(cl, &ProtocolError{Code: CodeBadRequest, Message: "a resume of this room is in progress"}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeBadRequest, Message: "a resume of this room is in progress"}, e.ID)
 		return
 	}
 	st := &resumeState{key: key, last: e.Since}
@@ -413,10 +414,10 @@ func (r *Router) outOfRemote(rm *Remote) *outMsg {
 		m.ts = time.Now().UnixMilli()
 	}
 	m.priority = rm.Priority
-	m.dataCodec = CodecJSON
+	m.dataCodec = wire.CodecJSON
 	m.seq, m.hasSeq = rm.Seq, rm.Seq != 0
 	if len(rm.Filter) > 0 {
-		f, err := ParseFilter(rm.Filter, CodecJSON)
+		f, err := wire.ParseFilter(rm.Filter, wire.CodecJSON)
 		if err != nil {
 			m.release()
 			return nil

@@ -5,13 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // PROTOCOL.md section 2 and section 3 row `auth`: token on the query.
 func TestIntegrationAuthQueryToken(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{InstanceID: "inst-q"})
-	c := g.connect(dialOpts{query: token(t, Claims{Sub: "alice"})})
+	c := g.connect(dialOpts{query: token(t, auth.Claims{Sub: "alice"})})
 	ok := c.expect("auth:ok") // the first message the gateway sends
 	if ok["user"] != "alice" || ok["instance"] != "inst-q" {
 		t.Fatalf("auth:ok %v", ok)
@@ -26,14 +28,14 @@ func TestIntegrationAuthQueryToken(t *testing.T) {
 // Token in Authorization: Bearer on the upgrade request.
 func TestIntegrationAuthBearerHeader(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{InstanceID: "inst-h"})
-	c := g.connect(dialOpts{bearer: token(t, Claims{Sub: "bob"})})
+	c := g.connect(dialOpts{bearer: token(t, auth.Claims{Sub: "bob"})})
 	ok := c.expect("auth:ok")
 	if ok["user"] != "bob" || ok["instance"] != "inst-h" || ok["conn"] == "" {
 		t.Fatalf("auth:ok %v", ok)
 	}
 	c.alive()
 	// Two connections get different conn ids.
-	d := g.connect(dialOpts{bearer: token(t, Claims{Sub: "bob"})})
+	d := g.connect(dialOpts{bearer: token(t, auth.Claims{Sub: "bob"})})
 	if ok2 := d.expect("auth:ok"); ok2["conn"] == ok["conn"] {
 		t.Fatalf("two connections share conn id %v", ok["conn"])
 	}
@@ -60,12 +62,12 @@ func TestIntegrationAuthFirstMessage(t *testing.T) {
 		`{"type":"resume","room":"lobby","since":1,"id":"u1"}`,
 	} {
 		c.send(msg)
-		if e := c.expectErr(CodeUnauthorized); e["id"] != "u1" {
+		if e := c.expectErr(wire.CodeUnauthorized); e["id"] != "u1" {
 			t.Fatalf("%s: error %v without the client id", msg, e)
 		}
 	}
 	c.alive()
-	c.send(map[string]any{"type": "auth", "token": token(t, Claims{Sub: "carol"}), "id": "a1"})
+	c.send(map[string]any{"type": "auth", "token": token(t, auth.Claims{Sub: "carol"}), "id": "a1"})
 	ok := c.expect("auth:ok")
 	if ok["user"] != "carol" || ok["instance"] != "inst-m" || ok["id"] != "a1" || ok["conn"] == "" {
 		t.Fatalf("auth:ok %v", ok)
@@ -75,8 +77,8 @@ func TestIntegrationAuthFirstMessage(t *testing.T) {
 	other.expectDelivery("room", "lobby", "carol")
 
 	// A second auth on an authenticated connection is a bad request, not a close.
-	c.send(map[string]any{"type": "auth", "token": token(t, Claims{Sub: "mallory"}), "id": "a2"})
-	if e := c.expectErr(CodeBadRequest); e["id"] != "a2" {
+	c.send(map[string]any{"type": "auth", "token": token(t, auth.Claims{Sub: "mallory"}), "id": "a2"})
+	if e := c.expectErr(wire.CodeBadRequest); e["id"] != "a2" {
 		t.Fatalf("second auth: %v", e)
 	}
 	c.send(`{"type":"message","room":"lobby","data":"still carol"}`)
@@ -100,10 +102,10 @@ func TestIntegrationAuthBadMessage(t *testing.T) {
 		`{"type":"bogus","id":"x"}`,              // unknown type
 	} {
 		c.send(msg)
-		c.expectErr(CodeBadRequest)
+		c.expectErr(wire.CodeBadRequest)
 		c.alive()
 	}
-	c.send(map[string]any{"type": "auth", "token": token(t, Claims{Sub: "dave"})})
+	c.send(map[string]any{"type": "auth", "token": token(t, auth.Claims{Sub: "dave"})})
 	c.expect("auth:ok")
 	c.join("lobby")
 }
@@ -116,11 +118,11 @@ func TestIntegrationAuthFailCloses4501(t *testing.T) {
 	peer := g.user("peer")
 	peer.join("lobby")
 
-	expired, err := MintHS256(testSecret, Claims{Sub: "late", Exp: time.Now().Add(-time.Hour)}, 0)
+	expired, err := auth.MintHS256(testSecret, auth.Claims{Sub: "late", Exp: time.Now().Add(-time.Hour)}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongKey, err := MintHS256([]byte("another-secret"), Claims{Sub: "eve"}, time.Hour)
+	wrongKey, err := auth.MintHS256([]byte("another-secret"), auth.Claims{Sub: "eve"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,15 +153,15 @@ func TestIntegrationAuthFailCloses4501(t *testing.T) {
 func TestIntegrationAuthUpgrade401(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
 	good := g.user("good")
-	expired, err := MintHS256(testSecret, Claims{Sub: "late", Exp: time.Now().Add(-time.Minute)}, 0)
+	expired, err := auth.MintHS256(testSecret, auth.Claims{Sub: "late", Exp: time.Now().Add(-time.Minute)}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongKey, err := MintHS256([]byte("another-secret"), Claims{Sub: "eve"}, time.Hour)
+	wrongKey, err := auth.MintHS256([]byte("another-secret"), auth.Claims{Sub: "eve"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	noExp, err := MintHS256(testSecret, Claims{Sub: "forever"}, 0)
+	noExp, err := auth.MintHS256(testSecret, auth.Claims{Sub: "forever"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +201,7 @@ func TestIntegrationAuthTimeout4008(t *testing.T) {
 	g := startGateway(t, engine.Options{TickInterval: 10 * time.Millisecond}, Options{AuthTimeout: 200 * time.Millisecond})
 	byToken := g.user("early")
 	byMessage := g.connect(dialOpts{})
-	byMessage.send(map[string]any{"type": "auth", "token": token(t, Claims{Sub: "prompt"})})
+	byMessage.send(map[string]any{"type": "auth", "token": token(t, auth.Claims{Sub: "prompt"})})
 	byMessage.expect("auth:ok")
 
 	start := time.Now()
@@ -221,7 +223,7 @@ func TestIntegrationAuthTimeout4008(t *testing.T) {
 // are ignored in every kind of delivery.
 func TestIntegrationAuthFromIgnored(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
-	alice := g.userWith(Claims{Sub: "alice", Pub: []string{"news"}}, dialOpts{})
+	alice := g.userWith(auth.Claims{Sub: "alice", Pub: []string{"news"}}, dialOpts{})
 	bob := g.user("bob")
 	alice.join("lobby")
 	bob.join("lobby")

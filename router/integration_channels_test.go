@@ -4,15 +4,17 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Section 3 rows subscribe / unsubscribe / publish with the `pub` and
 // `sub_channels` claims.
 func TestIntegrationChannelSubscribePublish(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
-	pub := g.userWith(Claims{Sub: "svc", Pub: []string{"prices.*", "news"}}, dialOpts{})
-	s1 := g.userWith(Claims{Sub: "s1", SubChannels: []string{"prices.**"}}, dialOpts{})
+	pub := g.userWith(auth.Claims{Sub: "svc", Pub: []string{"prices.*", "news"}}, dialOpts{})
+	s1 := g.userWith(auth.Claims{Sub: "s1", SubChannels: []string{"prices.**"}}, dialOpts{})
 	s2 := g.user("s2") // no sub_channels claim: may subscribe to anything
 	s2b := g.user("s2")
 	s1.send(`{"type":"subscribe","channel":"prices.btc","id":"s"}`)
@@ -55,7 +57,7 @@ func TestIntegrationChannelSubscribePublish(t *testing.T) {
 // Bad input for subscribe, unsubscribe and publish.
 func TestIntegrationChannelBadInput(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
-	c := g.userWith(Claims{Sub: "c", Pub: []string{"out.*"}, SubChannels: []string{"in.*"}}, dialOpts{})
+	c := g.userWith(auth.Claims{Sub: "c", Pub: []string{"out.*"}, SubChannels: []string{"in.*"}}, dialOpts{})
 	nopub := g.user("nopub") // no pub claim: may not publish anywhere
 	sub := g.user("sub")
 	sub.subscribe("out.x")
@@ -64,25 +66,25 @@ func TestIntegrationChannelBadInput(t *testing.T) {
 		from      *tclient
 		msg, code string
 	}{
-		{c, `{"id":"e","type":"subscribe"}`, CodeBadRequest},
-		{c, `{"id":"e","type":"subscribe","channel":3}`, CodeBadRequest},
-		{c, `{"id":"e","type":"subscribe","channel":"sp ace"}`, CodeBadRequest},
-		{c, `{"id":"e","type":"subscribe","channel":"out.x"}`, CodeForbidden},
-		{c, `{"id":"e","type":"subscribe","channel":"in.a.b"}`, CodeForbidden},
-		{c, `{"id":"e","type":"unsubscribe"}`, CodeBadRequest},
-		{c, `{"id":"e","type":"unsubscribe","channel":"in.never"}`, CodeNotJoined},
-		{c, `{"id":"e","type":"publish","data":1}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":"out.x"}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":["out.x"],"data":1}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":"other","data":1}`, CodeForbidden},
-		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":5}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":"eu"}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":{"region":1}}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":{"tag":"region","in":["eu"],"x":"y"}}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"priority":"max"}`, CodeBadRequest},
-		{c, `{"id":"e","type":"publish","channel":"out.x","data":{]}`, CodeBadRequest},
-		{nopub, `{"id":"e","type":"publish","channel":"other","data":1}`, CodeForbidden},
-		{nopub, `{"id":"e","type":"publish","channel":"out.x","data":1}`, CodeForbidden},
+		{c, `{"id":"e","type":"subscribe"}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"subscribe","channel":3}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"subscribe","channel":"sp ace"}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"subscribe","channel":"out.x"}`, wire.CodeForbidden},
+		{c, `{"id":"e","type":"subscribe","channel":"in.a.b"}`, wire.CodeForbidden},
+		{c, `{"id":"e","type":"unsubscribe"}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"unsubscribe","channel":"in.never"}`, wire.CodeNotJoined},
+		{c, `{"id":"e","type":"publish","data":1}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":"out.x"}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":["out.x"],"data":1}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":"other","data":1}`, wire.CodeForbidden},
+		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":5}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":"eu"}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":{"region":1}}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"filter":{"tag":"region","in":["eu"],"x":"y"}}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":"out.x","data":1,"priority":"max"}`, wire.CodeBadRequest},
+		{c, `{"id":"e","type":"publish","channel":"out.x","data":{]}`, wire.CodeBadRequest},
+		{nopub, `{"id":"e","type":"publish","channel":"other","data":1}`, wire.CodeForbidden},
+		{nopub, `{"id":"e","type":"publish","channel":"out.x","data":1}`, wire.CodeForbidden},
 	}
 	for i, tc := range cases {
 		tc.from.send(tc.msg)
@@ -103,16 +105,16 @@ func TestIntegrationChannelBadInput(t *testing.T) {
 // Conditional routing: `filter` in both shapes against receivers' `tags`.
 func TestIntegrationChannelFilter(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
-	pub := g.userWith(Claims{Sub: "pub", Pub: []string{"**"}}, dialOpts{})
+	pub := g.userWith(auth.Claims{Sub: "pub", Pub: []string{"**"}}, dialOpts{})
 	mk := func(name string, tags map[string]string, protocol string) *tclient {
-		c := g.userWith(Claims{Sub: name, Tags: tags}, dialOpts{protocols: []string{protocol}})
+		c := g.userWith(auth.Claims{Sub: name, Tags: tags}, dialOpts{protocols: []string{protocol}})
 		c.subscribe("feed")
 		return c
 	}
-	euGold := mk("eu-gold", map[string]string{"region": "eu", "tier": "gold"}, SubprotocolJSON)
-	usGold := mk("us-gold", map[string]string{"region": "us", "tier": "gold"}, SubprotocolMsgpack)
-	euFree := mk("eu-free", map[string]string{"region": "eu", "tier": "free"}, SubprotocolMsgpack)
-	untagged := mk("untagged", nil, SubprotocolJSON)
+	euGold := mk("eu-gold", map[string]string{"region": "eu", "tier": "gold"}, wire.SubprotocolJSON)
+	usGold := mk("us-gold", map[string]string{"region": "us", "tier": "gold"}, wire.SubprotocolMsgpack)
+	euFree := mk("eu-free", map[string]string{"region": "eu", "tier": "free"}, wire.SubprotocolMsgpack)
+	untagged := mk("untagged", nil, wire.SubprotocolJSON)
 	all := []*tclient{euGold, usGold, euFree, untagged}
 
 	type tc struct {
@@ -130,7 +132,7 @@ func TestIntegrationChannelFilter(t *testing.T) {
 		{`{}`, all},
 		{`null`, all},
 	}
-	senders := []*tclient{pub, g.userWith(Claims{Sub: "pub", Pub: []string{"**"}}, dialOpts{protocols: []string{SubprotocolMsgpack}})}
+	senders := []*tclient{pub, g.userWith(auth.Claims{Sub: "pub", Pub: []string{"**"}}, dialOpts{protocols: []string{wire.SubprotocolMsgpack}})}
 	for si, s := range senders { // the filter is parsed in the sender's codec
 		for i, c := range cases {
 			s.send(fmt.Sprintf(`{"type":"publish","channel":"feed","data":%d,"filter":%s}`, i, c.filter))

@@ -7,7 +7,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Names with an empty NATS token (a..b, .a, a.) would work on one instance,
@@ -15,7 +17,7 @@ import (
 // (issue 9, defect 10).
 func TestIntegrationDoorRefusesEmptyNameTokens(t *testing.T) {
 	g := startGateway(t, engine.Options{Loops: 1}, Options{})
-	c := g.userWith(Claims{Sub: "c", Pub: []string{"**"}}, dialOpts{})
+	c := g.userWith(auth.Claims{Sub: "c", Pub: []string{"**"}}, dialOpts{})
 	for _, name := range []string{"a..b", ".a", "a.", "."} {
 		for _, msg := range []string{
 			`{"type":"join","room":` + jsonString(name) + `,"id":"x"}`,
@@ -25,21 +27,21 @@ func TestIntegrationDoorRefusesEmptyNameTokens(t *testing.T) {
 			`{"type":"presence","room":` + jsonString(name) + `,"id":"x"}`,
 		} {
 			c.send(msg)
-			if m := c.expectErr(CodeBadRequest); m["id"] != "x" {
+			if m := c.expectErr(wire.CodeBadRequest); m["id"] != "x" {
 				t.Fatalf("%s: %v", msg, m)
 			}
 		}
 		for _, kind := range []Kind{KindRoom, KindUser, KindChannel} {
-			if err := g.router.PublishService(kind, name, []byte(`1`), "svc", PriorityNormal, nil); err == nil {
+			if err := g.router.PublishService(kind, name, []byte(`1`), "svc", wire.PriorityNormal, nil); err == nil {
 				t.Fatalf("PublishService(%s, %q) accepted", kind, name)
 			}
 		}
-		if _, err := MintHS256(testSecret, Claims{Sub: name}, 0); !errors.Is(err, ErrBadSub) {
+		if _, err := auth.MintHS256(testSecret, auth.Claims{Sub: name}, 0); !errors.Is(err, auth.ErrBadSub) {
 			t.Fatalf("sub %q: %v", name, err)
 		}
 	}
 	for _, p := range []string{"a..*", "chat.", ".*"} {
-		if _, err := MintHS256(testSecret, Claims{Sub: "u", Rooms: []string{p}}, 0); !errors.Is(err, ErrBadClaims) {
+		if _, err := auth.MintHS256(testSecret, auth.Claims{Sub: "u", Rooms: []string{p}}, 0); !errors.Is(err, auth.ErrBadClaims) {
 			t.Fatalf("rooms pattern %q: %v", p, err)
 		}
 	}
@@ -53,17 +55,17 @@ func TestIntegrationDoorRefusesEmptyNameTokens(t *testing.T) {
 func TestIntegrationDoorRefusesOutOfRangeNumbers(t *testing.T) {
 	g := startGateway(t, engine.Options{Loops: 1}, Options{})
 	s := g.user("s")
-	js, mp := g.user("js"), g.user("mp", SubprotocolMsgpack)
+	js, mp := g.user("js"), g.user("mp", wire.SubprotocolMsgpack)
 	for _, c := range []*tclient{s, js, mp} {
 		c.join("r")
 	}
 	for _, data := range []string{`1e400`, `[-1e400]`, `{"x":1.8e308}`, `1` + strings.Repeat("0", 400)} {
 		s.send(`{"type":"message","id":"m","room":"r","data":` + data + `}`)
-		m := s.expectErr(CodeBadRequest)
+		m := s.expectErr(wire.CodeBadRequest)
 		if msg, _ := m["message"].(string); m["id"] != "m" || !strings.Contains(msg, "out of range") {
 			t.Fatalf("data %s: %v", data, m)
 		}
-		if err := g.router.PublishService(KindRoom, "r", []byte(data), "svc", PriorityNormal, nil); err == nil {
+		if err := g.router.PublishService(KindRoom, "r", []byte(data), "svc", wire.PriorityNormal, nil); err == nil {
 			t.Fatalf("PublishService accepted data %s", data)
 		}
 	}
@@ -84,7 +86,7 @@ func TestIntegrationDoorRefusesOutOfRangeNumbers(t *testing.T) {
 // receiver) is not delivered to that receiver, and that is counted.
 func TestIntegrationUndeliverableCounted(t *testing.T) {
 	g := startGateway(t, engine.Options{Loops: 1}, Options{})
-	mp, js := g.user("mp", SubprotocolMsgpack), g.user("js")
+	mp, js := g.user("mp", wire.SubprotocolMsgpack), g.user("js")
 	mp.join("r")
 	js.join("r")
 	// {"type":"message","room":"r","data":<fixext1 type 1>,"id":"e"}

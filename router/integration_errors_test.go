@@ -6,6 +6,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 )
 
@@ -116,7 +117,7 @@ func TestIntegrationClose4010Idle(t *testing.T) {
 // generous so a busy machine cannot make it miss.
 func TestIntegrationClose4010PingTimeout(t *testing.T) {
 	g := startGateway(t, engine.Options{TickInterval: 10 * time.Millisecond, PingInterval: 100 * time.Millisecond, PingTimeout: time.Second}, Options{})
-	deaf := g.userWith(Claims{Sub: "deaf"}, dialOpts{noPong: true})
+	deaf := g.userWith(auth.Claims{Sub: "deaf"}, dialOpts{noPong: true})
 	polite := g.user("polite") // gorilla answers pings by default
 	deaf.expectClose(4010)
 	// The polite client was pinged too (both were silent as long), and is open.

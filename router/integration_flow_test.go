@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // A burst that takes a reading receiver's queue over the high-water mark
@@ -19,11 +21,11 @@ func TestIntegrationFlowBurstAboveHighWater(t *testing.T) {
 		s.join("burst")
 		r.join("burst")
 		const n = 200
-		var wire []byte
+		var frames []byte
 		for i := range n {
-			wire = append(wire, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"message","room":"burst","priority":"low","data":[%d,%s]}`, i, filler(1000))))...)
+			frames = append(frames, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"message","room":"burst","priority":"low","data":[%d,%s]}`, i, filler(1000))))...)
 		}
-		s.writeWire(wire) // one write: the gateway decodes all of it in one go
+		s.writeWire(frames) // one write: the gateway decodes all of it in one go
 		for i := range n {
 			mm, ok := r.next(waitFor)
 			if !ok {
@@ -55,20 +57,20 @@ func TestIntegrationFlowRateLimit(t *testing.T) {
 	other.join("r")
 	c.send(`{"type":"message","room":"r","data":0}`) // 2
 	other.expectDelivery("room", "r", "c")
-	var wire []byte
+	var frames []byte
 	for i := range 4 { // 3..6: the last one is over
-		wire = append(wire, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i)))...)
+		frames = append(frames, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i)))...)
 	}
-	c.writeWire(wire)
+	c.writeWire(frames)
 	for i := range 3 {
 		if m := c.expect("pong"); m["id"] != fmt.Sprintf("p%d", i) {
 			t.Fatalf("%v", m)
 		}
 	}
-	c.expectErr(CodeRateLimited)
+	c.expectErr(wire.CodeRateLimited)
 	other.alive() // buckets are per connection
 	c.send(`{"type":"ping","id":"again"}`)
-	c.expectErr(CodeRateLimited) // still empty: nothing refilled
+	c.expectErr(wire.CodeRateLimited) // still empty: nothing refilled
 	if s := g.routerStats(); s.RateLimited != 2 || s.RateKicks != 0 {
 		t.Fatalf("RateLimited %d RateKicks %d", s.RateLimited, s.RateKicks)
 	}
@@ -79,7 +81,7 @@ func TestIntegrationFlowRateLimit(t *testing.T) {
 	b.send(`{"type":"ping","pad":` + filler(1500) + `}`)
 	b.expect("pong")
 	b.send(`{"type":"ping","pad":` + filler(1500) + `}`)
-	b.expectErr(CodeRateLimited)
+	b.expectErr(wire.CodeRateLimited)
 	b.alive() // small messages still fit in the ~500 bytes left
 }
 
@@ -91,17 +93,17 @@ func TestIntegrationFlowRateRecovers(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{RateMsgs: 20, RateBurst: 1, RateKickAfter: -1})
 	c, other := g.user("c"), g.user("other")
 	const n = 200
-	var wire []byte
+	var frames []byte
 	for i := range n {
-		wire = append(wire, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i)))...)
+		frames = append(frames, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i)))...)
 	}
-	c.writeWire(wire)
+	c.writeWire(frames)
 	pongs, limited := 0, 0
 	for range n {
 		switch m := c.read(); {
 		case m["type"] == "pong":
 			pongs++
-		case m["type"] == "error" && m["code"] == CodeRateLimited:
+		case m["type"] == "error" && m["code"] == wire.CodeRateLimited:
 			limited++
 		default:
 			t.Fatalf("unexpected %v", m)
@@ -118,7 +120,7 @@ func TestIntegrationFlowRateRecovers(t *testing.T) {
 		if m["type"] == "pong" {
 			break
 		}
-		if m["type"] != "error" || m["code"] != CodeRateLimited || time.Now().After(deadline) {
+		if m["type"] != "error" || m["code"] != wire.CodeRateLimited || time.Now().After(deadline) {
 			t.Fatalf("no recovery: %v", m)
 		}
 		limited++
@@ -134,16 +136,16 @@ func TestIntegrationFlowRateKick1008(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{RateMsgs: glacial, RateBurst: 5, RateKickAfter: 3})
 	c, other := g.user("c"), g.user("other")
 	other.join("r")
-	var wire []byte
+	var frames []byte
 	for i := range 8 {
-		wire = append(wire, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i)))...)
+		frames = append(frames, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"ping","id":"p%d"}`, i)))...)
 	}
-	c.writeWire(wire)
+	c.writeWire(frames)
 	for range 5 {
 		c.expect("pong")
 	}
-	c.expectErr(CodeRateLimited)
-	c.expectErr(CodeRateLimited)
+	c.expectErr(wire.CodeRateLimited)
+	c.expectErr(wire.CodeRateLimited)
 	c.expectClose(1008)
 	other.alive()
 	if s := g.routerStats(); s.RateKicks != 1 || s.RateLimited != 3 {
@@ -168,7 +170,7 @@ var flowOptions = engine.Options{
 // its queue never passed MaxQueueBytes, and the other members get everything.
 func TestIntegrationFlowSlowConsumer4009(t *testing.T) {
 	g := startGateway(t, flowOptions, Options{RateMsgs: -1})
-	slow := g.userWith(Claims{Sub: "slow"}, dialOpts{rcvbuf: 4096, buf: -1})
+	slow := g.userWith(auth.Claims{Sub: "slow"}, dialOpts{rcvbuf: 4096, buf: -1})
 	other := g.user("other")
 	sender := g.user("sender")
 	for _, c := range []*tclient{slow, other, sender} {
@@ -207,7 +209,7 @@ func TestIntegrationFlowSlowConsumer4009(t *testing.T) {
 // gap {dropped: N} with N the low messages it missed.
 func TestIntegrationFlowBackpressureGapPriority(t *testing.T) {
 	g := startGateway(t, flowOptions, Options{RateMsgs: -1})
-	paused := g.userWith(Claims{Sub: "paused"}, dialOpts{rcvbuf: 4096, buf: -1})
+	paused := g.userWith(auth.Claims{Sub: "paused"}, dialOpts{rcvbuf: 4096, buf: -1})
 	other := g.user("other")
 	sender := g.user("sender")
 	for _, c := range []*tclient{paused, other, sender} {

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // twoInstances runs routers "a" and "b", each with its own engine, on one LocalHub.
@@ -22,7 +24,7 @@ func TestIntegrationMultiRoomExactlyOnce(t *testing.T) {
 	ga, gb := twoInstances(t, Options{RateMsgs: -1})
 	a1, a2 := ga.user("a1"), ga.user("a2")
 	b1, b2 := gb.user("b1"), gb.user("b2")
-	mpB := gb.user("mpb", SubprotocolMsgpack)
+	mpB := gb.user("mpb", wire.SubprotocolMsgpack)
 	members := []*tclient{a1, a2, b1, b2, mpB}
 	for _, c := range members {
 		c.join("global")
@@ -118,9 +120,9 @@ func TestIntegrationMultiSend(t *testing.T) {
 // channel publish across instances, with filters evaluated on the receiving instance.
 func TestIntegrationMultiChannel(t *testing.T) {
 	ga, gb := twoInstances(t, Options{})
-	pub := ga.userWith(Claims{Sub: "svc", Pub: []string{"alerts.*"}}, dialOpts{})
-	eu := gb.userWith(Claims{Sub: "eu", Tags: map[string]string{"region": "eu"}}, dialOpts{protocols: []string{SubprotocolMsgpack}})
-	us := gb.userWith(Claims{Sub: "us", Tags: map[string]string{"region": "us"}}, dialOpts{})
+	pub := ga.userWith(auth.Claims{Sub: "svc", Pub: []string{"alerts.*"}}, dialOpts{})
+	eu := gb.userWith(auth.Claims{Sub: "eu", Tags: map[string]string{"region": "eu"}}, dialOpts{protocols: []string{wire.SubprotocolMsgpack}})
+	us := gb.userWith(auth.Claims{Sub: "us", Tags: map[string]string{"region": "us"}}, dialOpts{})
 	local := ga.user("local")
 	for _, c := range []*tclient{eu, us, local} {
 		c.subscribe("alerts.fire")

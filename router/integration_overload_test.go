@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // userOnLoop connects users named sub until one lands on loop want (the
@@ -12,7 +14,7 @@ import (
 func (g *gateway) userOnLoop(sub string, want int) *tclient {
 	g.t.Helper()
 	for range 16 {
-		c := g.connect(dialOpts{query: token(g.t, Claims{Sub: sub})})
+		c := g.connect(dialOpts{query: token(g.t, auth.Claims{Sub: sub})})
 		ok := c.expect("auth:ok")
 		if connLoop(g.t, ok) == want {
 			c.user = sub
@@ -59,12 +61,12 @@ func TestIntegrationOverloadInboxGapAcrossLoops(t *testing.T) {
 
 	release := g.blockLoop(1)
 	const n = 200 // ~200 x 1.3 KB against a 64 KiB budget
-	var wire []byte
+	var frames []byte
 	for i := range n {
-		wire = append(wire, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"message","room":"burst","data":[%d,%s]}`, i, filler(1000))))...)
+		frames = append(frames, maskedFrame(0x1, []byte(fmt.Sprintf(`{"type":"message","room":"burst","data":[%d,%s]}`, i, filler(1000))))...)
 	}
-	wire = append(wire, maskedFrame(0x1, []byte(`{"type":"ping","id":"after"}`))...)
-	send.writeWire(wire)
+	frames = append(frames, maskedFrame(0x1, []byte(`{"type":"ping","id":"after"}`))...)
+	send.writeWire(frames)
 	if m := send.expect("pong"); m["id"] != "after" { // loop 0 routed the whole burst
 		t.Fatalf("pong %v", m)
 	}
@@ -83,8 +85,8 @@ func TestIntegrationOverloadInboxGapAcrossLoops(t *testing.T) {
 		}
 	}
 	gap := recv.expect("gap")
-	if gap["dropped"] != float64(dropped) || gap["room"] != "burst" || gap["reason"] != GapOverload {
-		t.Fatalf("gap %v: want dropped %d, room burst, reason %s", gap, dropped, GapOverload)
+	if gap["dropped"] != float64(dropped) || gap["room"] != "burst" || gap["reason"] != wire.GapOverload {
+		t.Fatalf("gap %v: want dropped %d, room burst, reason %s", gap, dropped, wire.GapOverload)
 	}
 	recv.alive() // nothing else came in between
 	send.send(`{"type":"message","room":"burst","data":"after"}`)

@@ -4,14 +4,16 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Section 3 row presence: the users of a room (each once, sorted).
 func TestIntegrationPresenceList(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
 	a1, a2, b := g.user("alice"), g.user("alice"), g.user("bob")
-	limited := g.userWith(Claims{Sub: "carol", Rooms: []string{"open"}}, dialOpts{})
+	limited := g.userWith(auth.Claims{Sub: "carol", Rooms: []string{"open"}}, dialOpts{})
 	for _, c := range []*tclient{a1, a2, b} {
 		c.join("open")
 	}
@@ -46,10 +48,10 @@ func TestIntegrationPresenceList(t *testing.T) {
 
 	// Bad input.
 	for _, tc := range []struct{ msg, code string }{
-		{`{"id":"e","type":"presence"}`, CodeBadRequest},
-		{`{"id":"e","type":"presence","room":1}`, CodeBadRequest},
-		{`{"id":"e","type":"presence","room":"no way"}`, CodeBadRequest},
-		{`{"id":"e","type":"presence","room":"private"}`, CodeForbidden},
+		{`{"id":"e","type":"presence"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"presence","room":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"presence","room":"no way"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"presence","room":"private"}`, wire.CodeForbidden},
 	} {
 		limited.send(tc.msg)
 		if e := limited.expectErr(tc.code); e["id"] != "e" {
@@ -66,7 +68,7 @@ func TestIntegrationPresenceEvents(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{PresenceEvents: true})
 	watcher := g.user("watcher")
 	watcher.join("room")
-	mpWatcher := g.user("mpw", SubprotocolMsgpack)
+	mpWatcher := g.user("mpw", wire.SubprotocolMsgpack)
 	mpWatcher.join("room")
 	watcher.expect("user:joined") // mpw's own join
 	event := func(typ, user string) {
@@ -111,7 +113,7 @@ func TestIntegrationResumeUnavailable(t *testing.T) {
 	c := g.user("alice")
 	c.join("r")
 	c.send(`{"type":"resume","room":"r","since":41,"id":"r1"}`)
-	if e := c.expectErr(CodeUnavailable); e["id"] != "r1" {
+	if e := c.expectErr(wire.CodeUnavailable); e["id"] != "r1" {
 		t.Fatalf("%v", e)
 	}
 	for _, msg := range []string{
@@ -122,10 +124,10 @@ func TestIntegrationResumeUnavailable(t *testing.T) {
 		`{"id":"e","type":"resume","since":1}`,
 	} {
 		c.send(msg)
-		c.expectErr(CodeBadRequest)
+		c.expectErr(wire.CodeBadRequest)
 		c.alive()
 	}
 	c.send(`{"type":"resume","room":"r","since":0}`)
-	c.expectErr(CodeUnavailable)
+	c.expectErr(wire.CodeUnavailable)
 	c.alive()
 }

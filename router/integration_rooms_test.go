@@ -8,7 +8,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Section 3 rows join, leave, message: replies, delivery to every member
@@ -73,7 +75,7 @@ func TestIntegrationRoomJoinMessageLeave(t *testing.T) {
 	laptop.none(quiet)
 	// leaving again: not_joined
 	laptop.send(`{"type":"leave","room":"lobby","id":"l2"}`)
-	if e := laptop.expectErr(CodeNotJoined); e["id"] != "l2" {
+	if e := laptop.expectErr(wire.CodeNotJoined); e["id"] != "l2" {
 		t.Fatalf("error %v", e)
 	}
 	// Re-joining works.
@@ -104,39 +106,39 @@ func TestIntegrationRoomPriorityAccepted(t *testing.T) {
 // offending connection and the others keep working.
 func TestIntegrationRoomBadInput(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
-	c := g.userWith(Claims{Sub: "limited", Rooms: []string{"lobby", "chat.*"}}, dialOpts{})
+	c := g.userWith(auth.Claims{Sub: "limited", Rooms: []string{"lobby", "chat.*"}}, dialOpts{})
 	peer := g.user("peer")
 	c.join("lobby")
 	c.join("chat.general") // glob in the rooms claim
 	peer.join("lobby")
-	long := strings.Repeat("r", MaxNameLen+1)
+	long := strings.Repeat("r", wire.MaxNameLen+1)
 	cases := []struct{ msg, code string }{
-		{`{"id":"e","type":"join"}`, CodeBadRequest},
-		{`{"id":"e","type":"join","room":""}`, CodeBadRequest},
-		{`{"id":"e","type":"join","room":5}`, CodeBadRequest},
-		{`{"id":"e","type":"join","room":{"a":1}}`, CodeBadRequest},
-		{`{"id":"e","type":"join","room":"has space"}`, CodeBadRequest},
-		{`{"id":"e","type":"join","room":"slash/room"}`, CodeBadRequest},
-		{`{"id":"e","type":"join","room":"` + long + `"}`, CodeBadRequest},
-		{`{"id":"e","type":"join","room":"secret"}`, CodeForbidden},
-		{`{"id":"e","type":"join","room":"chat.a.b"}`, CodeForbidden}, // * stays inside one token
-		{`{"id":"e","type":"join","room":"chatx"}`, CodeForbidden},
-		{`{"id":"e","type":"leave"}`, CodeBadRequest},
-		{`{"id":"e","type":"leave","room":7}`, CodeBadRequest},
-		{`{"id":"e","type":"leave","room":"never-joined"}`, CodeNotJoined},
-		{`{"id":"e","type":"message","data":1}`, CodeBadRequest},
-		{`{"id":"e","type":"message","room":"lobby"}`, CodeBadRequest},
-		{`{"id":"e","type":"message","room":true,"data":1}`, CodeBadRequest},
-		{`{"id":"e","type":"message","room":"bad name","data":1}`, CodeBadRequest},
-		{`{"id":"e","type":"message","room":"elsewhere","data":1}`, CodeNotJoined},
-		{`{"id":"e","type":"message","room":"secret","data":1}`, CodeNotJoined},
-		{`{"id":"e","type":"message","room":"lobby","data":1,"priority":"urgent"}`, CodeBadRequest},
-		{`{"id":"e","type":"message","room":"lobby","data":1,"priority":3}`, CodeBadRequest},
-		{`{"id":"e","type":"message","room":"lobby","data":[1,}`, CodeBadRequest},
-		{`{"id":"e","type":"message","room":"lobby","data":nul}`, CodeBadRequest},
-		{`{"id":"e","type":"nosuch","room":"lobby"}`, CodeBadRequest},
-		{`{"id":"e","room":"lobby","data":1}`, CodeBadRequest},
-		{`{"id":"` + strings.Repeat("i", MaxClientIDLen+1) + `","type":"message","room":"lobby","data":1}`, CodeBadRequest},
+		{`{"id":"e","type":"join"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"join","room":""}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"join","room":5}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"join","room":{"a":1}}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"join","room":"has space"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"join","room":"slash/room"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"join","room":"` + long + `"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"join","room":"secret"}`, wire.CodeForbidden},
+		{`{"id":"e","type":"join","room":"chat.a.b"}`, wire.CodeForbidden}, // * stays inside one token
+		{`{"id":"e","type":"join","room":"chatx"}`, wire.CodeForbidden},
+		{`{"id":"e","type":"leave"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"leave","room":7}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"leave","room":"never-joined"}`, wire.CodeNotJoined},
+		{`{"id":"e","type":"message","data":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"message","room":"lobby"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"message","room":true,"data":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"message","room":"bad name","data":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"message","room":"elsewhere","data":1}`, wire.CodeNotJoined},
+		{`{"id":"e","type":"message","room":"secret","data":1}`, wire.CodeNotJoined},
+		{`{"id":"e","type":"message","room":"lobby","data":1,"priority":"urgent"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"message","room":"lobby","data":1,"priority":3}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"message","room":"lobby","data":[1,}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"message","room":"lobby","data":nul}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"nosuch","room":"lobby"}`, wire.CodeBadRequest},
+		{`{"id":"e","room":"lobby","data":1}`, wire.CodeBadRequest},
+		{`{"id":"` + strings.Repeat("i", wire.MaxClientIDLen+1) + `","type":"message","room":"lobby","data":1}`, wire.CodeBadRequest},
 	}
 	for i, tc := range cases {
 		c.send(tc.msg)
@@ -155,11 +157,11 @@ func TestIntegrationRoomBadInput(t *testing.T) {
 	// Malformed JSON that is not an object at all, and a binary frame on gw.json.
 	for _, raw := range []string{``, `   `, `nope`, `[1,2]`, `"str"`, `{`, `{"type":"ping"`, `{"type":"ping"}}`, `{"type" "ping"}`, `{'type':'ping'}`} {
 		c.send(raw)
-		c.expectErr(CodeBadRequest)
+		c.expectErr(wire.CodeBadRequest)
 		c.alive()
 	}
 	c.sendRaw(websocket.BinaryMessage, []byte(`{"type":"ping"}`))
-	c.expectErr(CodeBadRequest)
+	c.expectErr(wire.CodeBadRequest)
 	c.alive()
 	peer.send(`{"type":"message","room":"lobby","data":"still here"}`)
 	c.expectDelivery("room", "lobby", "peer")
@@ -187,16 +189,16 @@ func TestIntegrationRoomOversize1009(t *testing.T) {
 // its own encoding; subprotocol negotiation.
 func TestIntegrationRoomMixedCodecs(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
-	js := g.user("js", SubprotocolJSON)
-	mp := g.user("mp", SubprotocolMsgpack)
-	mp2 := g.user("mp2", "x-unknown", SubprotocolMsgpack) // the first known one is picked
-	plain := g.user("plain")                              // offers nothing: gw.json
-	for c, want := range map[*tclient]string{js: SubprotocolJSON, mp: SubprotocolMsgpack, mp2: SubprotocolMsgpack, plain: ""} {
+	js := g.user("js", wire.SubprotocolJSON)
+	mp := g.user("mp", wire.SubprotocolMsgpack)
+	mp2 := g.user("mp2", "x-unknown", wire.SubprotocolMsgpack) // the first known one is picked
+	plain := g.user("plain")                                   // offers nothing: gw.json
+	for c, want := range map[*tclient]string{js: wire.SubprotocolJSON, mp: wire.SubprotocolMsgpack, mp2: wire.SubprotocolMsgpack, plain: ""} {
 		if got := c.conn.Subprotocol(); got != want {
 			t.Fatalf("%s: subprotocol %q, want %q", c, got, want)
 		}
 	}
-	if mp.codec != CodecMsgpack || plain.codec != CodecJSON {
+	if mp.codec != wire.CodecMsgpack || plain.codec != wire.CodecJSON {
 		t.Fatal("codec selection")
 	}
 	all := []*tclient{js, mp, mp2, plain}
@@ -229,15 +231,15 @@ func TestIntegrationRoomMixedCodecs(t *testing.T) {
 	// Malformed msgpack, and a text frame on a gw.msgpack connection.
 	for _, raw := range [][]byte{{0xc1}, {0x81, 0xa4, 't', 'y'}, {0x92, 0x01, 0x02}, {0x81, 0x01, 0x02}, {0x80, 0x00}, {}} {
 		mp.sendRaw(websocket.BinaryMessage, raw)
-		mp.expectErr(CodeBadRequest)
+		mp.expectErr(wire.CodeBadRequest)
 		mp.alive()
 	}
 	mp.sendRaw(websocket.TextMessage, []byte(`{"type":"ping"}`))
-	mp.expectErr(CodeBadRequest)
+	mp.expectErr(wire.CodeBadRequest)
 	// msgpack with wrong field types and missing fields.
 	for _, msg := range []string{`{"type":"join","room":1}`, `{"type":"message","room":"mix"}`, `{"type":"join","room":"secret room"}`} {
 		mp.send(msg)
-		mp.expectErr(CodeBadRequest)
+		mp.expectErr(wire.CodeBadRequest)
 	}
 	mp.send(`{"type":"message","room":"mix","data":"still ok"}`)
 	for _, c := range []*tclient{js, mp2, plain} {
@@ -253,7 +255,7 @@ func TestIntegrationRoomMessageIDsUnique(t *testing.T) {
 	loops := map[int]bool{}
 	var senders []*tclient
 	for i := range 4 {
-		c := g.connect(dialOpts{query: token(t, Claims{Sub: fmt.Sprintf("s%d", i)})})
+		c := g.connect(dialOpts{query: token(t, auth.Claims{Sub: fmt.Sprintf("s%d", i)})})
 		loops[connLoop(t, c.expect("auth:ok"))] = true
 		c.join("ids")
 		senders = append(senders, c)
@@ -300,7 +302,7 @@ func TestIntegrationRoomBothLoops(t *testing.T) {
 	var cs []*tclient
 	loops := map[int]int{}
 	for i := range n {
-		c := g.connect(dialOpts{query: token(t, Claims{Sub: fmt.Sprintf("u%d", i)})})
+		c := g.connect(dialOpts{query: token(t, auth.Claims{Sub: fmt.Sprintf("u%d", i)})})
 		loops[connLoop(t, c.expect("auth:ok"))]++
 		c.join("spread")
 		cs = append(cs, c)

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Section 3 row send: every connection of the user (devices on both loops),
@@ -15,7 +17,7 @@ func TestIntegrationSendAllDevices(t *testing.T) {
 	var bob []*tclient
 	loops := map[int]bool{}
 	for range 4 {
-		c := g.connect(dialOpts{query: token(t, Claims{Sub: "bob"})})
+		c := g.connect(dialOpts{query: token(t, auth.Claims{Sub: "bob"})})
 		loops[connLoop(t, c.expect("auth:ok"))] = true
 		c.user = "bob"
 		bob = append(bob, c)
@@ -73,14 +75,14 @@ func TestIntegrationSendBadInput(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
 	a, b := g.user("a"), g.user("b")
 	for i, tc := range []struct{ msg, code string }{
-		{`{"id":"e","type":"send","data":1}`, CodeBadRequest},
-		{`{"id":"e","type":"send","to":"","data":1}`, CodeBadRequest},
-		{`{"id":"e","type":"send","to":42,"data":1}`, CodeBadRequest},
-		{`{"id":"e","type":"send","to":"b"}`, CodeBadRequest},
-		{`{"id":"e","type":"send","to":"not valid","data":1}`, CodeBadRequest},
-		{`{"id":"e","type":"send","to":"b","data":1,"priority":"lowest"}`, CodeBadRequest},
-		{`{"id":"e","type":"send","to":"b","data":}`, CodeBadRequest},
-		{`{"id":"e","type":"send","to":"b","data":1,"id":7}`, CodeBadRequest},
+		{`{"id":"e","type":"send","data":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"send","to":"","data":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"send","to":42,"data":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"send","to":"b"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"send","to":"not valid","data":1}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"send","to":"b","data":1,"priority":"lowest"}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"send","to":"b","data":}`, wire.CodeBadRequest},
+		{`{"id":"e","type":"send","to":"b","data":1,"id":7}`, wire.CodeBadRequest},
 	} {
 		a.send(tc.msg)
 		e := a.expectErr(tc.code)

@@ -22,7 +22,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // waitFor is how long a test waits for something that should happen.
@@ -45,7 +47,7 @@ type inMsg struct {
 type tclient struct {
 	t     testing.TB
 	conn  *websocket.Conn
-	codec Codec
+	codec wire.Codec
 	user  string // set by gateway.user / userWith
 	in    chan inMsg
 	done  chan struct{} // closed when the reader ends; err is set then
@@ -100,9 +102,9 @@ func (g *gateway) connect(o dialOpts) *tclient {
 		}
 		g.t.Fatalf("dial: %v (status %d)", err, status)
 	}
-	codec := CodecJSON
-	if conn.Subprotocol() == SubprotocolMsgpack {
-		codec = CodecMsgpack
+	codec := wire.CodecJSON
+	if conn.Subprotocol() == wire.SubprotocolMsgpack {
+		codec = wire.CodecMsgpack
 	}
 	size := o.buf
 	switch size {
@@ -123,11 +125,11 @@ func (g *gateway) connect(o dialOpts) *tclient {
 // user connects as sub (token on the query) and consumes auth:ok.
 func (g *gateway) user(sub string, protocols ...string) *tclient {
 	g.t.Helper()
-	return g.userWith(Claims{Sub: sub}, dialOpts{protocols: protocols})
+	return g.userWith(auth.Claims{Sub: sub}, dialOpts{protocols: protocols})
 }
 
 // userWith connects with the claims' token on the query and consumes auth:ok.
-func (g *gateway) userWith(cl Claims, o dialOpts) *tclient {
+func (g *gateway) userWith(cl auth.Claims, o dialOpts) *tclient {
 	g.t.Helper()
 	o.query = token(g.t, cl)
 	c := g.connect(o)
@@ -157,7 +159,7 @@ func (c *tclient) readLoop() {
 		m := inMsg{op: op, raw: b}
 		js := b
 		if op == websocket.BinaryMessage {
-			js, m.err = MsgpackToJSON(nil, b)
+			js, m.err = wire.MsgpackToJSON(nil, b)
 		}
 		if m.err == nil {
 			m.err = json.Unmarshal(js, &m.m)
@@ -207,7 +209,7 @@ func (c *tclient) check(m inMsg) map[string]any {
 		c.t.Fatalf("%s: undecodable message %q: %v", c, m.raw, m.err)
 	}
 	want := websocket.TextMessage
-	if c.codec == CodecMsgpack {
+	if c.codec == wire.CodecMsgpack {
 		want = websocket.BinaryMessage
 	}
 	if m.op != want {
@@ -299,8 +301,8 @@ func (c *tclient) send(v any) {
 		}
 	}
 	op := websocket.TextMessage
-	if c.codec == CodecMsgpack {
-		mp, err := JSONToMsgpack(nil, b)
+	if c.codec == wire.CodecMsgpack {
+		mp, err := wire.JSONToMsgpack(nil, b)
 		if err != nil {
 			c.t.Fatalf("transcode %q to msgpack: %v", b, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"sort"
 
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // PresenceQuerier is the optional Backplane ability behind cross-instance
@@ -53,7 +54,7 @@ type presenceAnswer struct {
 }
 
 // askPresence answers `presence` across instances (on cl's loop).
-func (r *Router) askPresence(cl *client, e *Envelope) {
+func (r *Router) askPresence(cl *client, e *wire.Envelope) {
 	a := &presenceAnswer{cl: cl, room: append([]byte(nil), e.Room...)}
 	if len(e.ID) > 0 {
 		a.id = append([]byte(nil), e.ID...)
@@ -74,7 +75,7 @@ func presenceTask(_ *engine.Loop, arg any) {
 	s := cl.shard
 	if a.err != nil {
 		s.stats.BackplaneErrors++
-		s.r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "presence unavailable"}, a.id)
+		s.r.replyError(cl, &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "presence unavailable"}, a.id)
 		return
 	}
 	if a.users == nil {

@@ -3,6 +3,8 @@ package router
 import (
 	"reflect"
 	"testing"
+
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Presence across instances on a LocalHub (PresenceQuerier), and history
@@ -20,7 +22,7 @@ func TestPresenceLocalHub(t *testing.T) {
 		}
 	}
 	alice.send(`{"type":"resume","room":"lobby","since":3,"id":"r"}`)
-	if m := alice.expectErr(CodeUnavailable); m["id"] != "r" {
+	if m := alice.expectErr(wire.CodeUnavailable); m["id"] != "r" {
 		t.Fatalf("resume on a LocalHub: %v", m)
 	}
 }

@@ -12,7 +12,9 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // Options configures a Router. Zero values mean the documented default.
@@ -21,7 +23,7 @@ type Options struct {
 	// backplane (default: 8 random hex digits).
 	InstanceID string
 	// Auth is how tokens are verified (a secret or a public key is required).
-	Auth AuthConfig
+	Auth auth.Config
 	// AuthTimeout bounds the wait for an auth message (default 5s).
 	AuthTimeout time.Duration
 	// PresenceEvents sends user:joined / user:left to room members.
@@ -81,7 +83,7 @@ func setDefault[T comparable](field *T, def T) {
 type Router struct {
 	// Immutable after Bind.
 	opts      Options
-	verifier  *Verifier
+	verifier  *auth.Verifier
 	eng       *engine.Engine
 	eopts     engine.Options
 	shards    []*shard
@@ -96,11 +98,11 @@ type Router struct {
 // New checks opts and builds a router; Bind it to an engine before Start.
 func New(opts Options) (*Router, error) {
 	opts.normalize()
-	v, err := NewVerifier(opts.Auth)
+	v, err := auth.NewVerifier(opts.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-	if !ValidName([]byte(opts.InstanceID)) {
+	if !wire.ValidName([]byte(opts.InstanceID)) {
 		return nil, fmt.Errorf("router: instance id %q: want 1-128 bytes of [A-Za-z0-9_.:-]", opts.InstanceID)
 	}
 	return &Router{opts: opts, verifier: v}, nil
@@ -156,7 +158,7 @@ func (r *Router) Accept(c *engine.Conn, req *engine.Request) engine.Decision {
 	cl := &client{conn: c, authedIdx: -1, shard: c.Loop().Data().(*shard)}
 	d := engine.Decision{}
 	for _, p := range req.Protocols {
-		if codec, ok := ParseCodec(string(p)); ok {
+		if codec, ok := wire.ParseCodec(string(p)); ok {
 			cl.codec = codec
 			d.Protocol = codec.Subprotocol()
 			break
@@ -334,7 +336,7 @@ func (r *Router) droppedRemote(rm *Remote) {
 }
 
 // errNotAuthed is the reply to anything but auth and ping before auth.
-var errNotAuthed = &ProtocolError{Code: CodeUnauthorized, Message: "authenticate first"}
+var errNotAuthed = &wire.ProtocolError{Code: wire.CodeUnauthorized, Message: "authenticate first"}
 
 // OnMessage decodes and handles one client message.
 func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
@@ -353,13 +355,13 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 			c.Close(engine.ClosePolicy, "rate limit exceeded")
 			return
 		}
-		s.out = cl.codec.AppendError(s.out[:0], CodeRateLimited, "rate limit exceeded", nil)
+		s.out = cl.codec.AppendError(s.out[:0], wire.CodeRateLimited, "rate limit exceeded", nil)
 		s.write(cl, s.out)
 		return
 	}
 	cl.violations = 0
 	if (op == ws.OpBinary) != cl.codec.Binary() {
-		s.out = cl.codec.AppendError(s.out[:0], CodeBadRequest, "wrong frame type for "+cl.codec.Subprotocol(), nil)
+		s.out = cl.codec.AppendError(s.out[:0], wire.CodeBadRequest, "wrong frame type for "+cl.codec.Subprotocol(), nil)
 		s.write(cl, s.out)
 		return
 	}
@@ -371,27 +373,27 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 		r.replyError(cl, err, e.ID)
 		return
 	}
-	if cl.claims == nil && e.Type != TypeAuth && e.Type != TypePing {
+	if cl.claims == nil && e.Type != wire.TypeAuth && e.Type != wire.TypePing {
 		r.replyError(cl, errNotAuthed, e.ID)
 		return
 	}
 	switch e.Type {
-	case TypeAuth:
+	case wire.TypeAuth:
 		r.handleAuth(cl, e)
-	case TypePing:
+	case wire.TypePing:
 		s.out = cl.codec.AppendPong(s.out[:0], now.UnixMilli(), e.ID)
 		s.write(cl, s.out)
-	case TypeJoin:
+	case wire.TypeJoin:
 		r.handleJoin(cl, e)
-	case TypeLeave:
+	case wire.TypeLeave:
 		r.handleLeave(cl, KindRoom, e.Room, "left", "room", e.ID)
-	case TypeSubscribe:
+	case wire.TypeSubscribe:
 		r.handleSubscribe(cl, e)
-	case TypeUnsubscribe:
+	case wire.TypeUnsubscribe:
 		r.handleLeave(cl, KindChannel, e.Channel, "unsubscribed", "channel", e.ID)
-	case TypeMessage:
+	case wire.TypeMessage:
 		if cl.member(KindRoom, e.Room) < 0 {
-			r.replyError(cl, &ProtocolError{Code: CodeNotJoined, Message: "join the room first"}, e.ID)
+			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeNotJoined, Message: "join the room first"}, e.ID)
 			return
 		}
 		if r.hist != nil {
@@ -399,21 +401,21 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 			return
 		}
 		r.publish(cl, e, KindRoom, e.Room, now, false, 0)
-	case TypePublish:
+	case wire.TypePublish:
 		if !cl.claims.MayPublish(e.Channel) {
-			r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not publish to this channel"}, e.ID)
+			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "may not publish to this channel"}, e.ID)
 			return
 		}
 		r.publish(cl, e, KindChannel, e.Channel, now, false, 0)
-	case TypeSend:
+	case wire.TypeSend:
 		delivered := r.reg.count(KindUser, e.To)
 		if delivered > 0 && string(e.To) == cl.user {
 			delivered-- // the sender's own connection is skipped
 		}
 		r.publish(cl, e, KindUser, e.To, now, true, delivered)
-	case TypePresence:
+	case wire.TypePresence:
 		if cl.member(KindRoom, e.Room) < 0 && !cl.claims.MayJoin(e.Room) {
-			r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "may not see this room"}, e.ID)
+			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "may not see this room"}, e.ID)
 			return
 		}
 		if r.pq != nil {
@@ -422,19 +424,19 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 		}
 		s.out = cl.codec.AppendPresence(s.out[:0], e.Room, r.reg.roomUsers(e.Room), e.ID)
 		s.write(cl, s.out)
-	case TypeResume:
+	case wire.TypeResume:
 		if r.hist == nil {
-			r.replyError(cl, &ProtocolError{Code: CodeUnavailable, Message: "history is off (-history)"}, e.ID)
+			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "history is off (-history)"}, e.ID)
 			return
 		}
 		r.handleResume(cl, e)
 	}
 }
 
-func (r *Router) handleAuth(cl *client, e *Envelope) {
+func (r *Router) handleAuth(cl *client, e *wire.Envelope) {
 	s := cl.shard
 	if cl.claims != nil {
-		r.replyError(cl, &ProtocolError{Code: CodeBadRequest, Message: "already authenticated"}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeBadRequest, Message: "already authenticated"}, e.ID)
 		return
 	}
 	claims, err := r.verifier.Verify(e.Token)
@@ -449,26 +451,26 @@ func (r *Router) handleAuth(cl *client, e *Envelope) {
 	r.activate(cl, e.ID)
 }
 
-func (r *Router) handleJoin(cl *client, e *Envelope) {
+func (r *Router) handleJoin(cl *client, e *wire.Envelope) {
 	r.addMembership(cl, e, KindRoom, e.Room, cl.claims.MayJoin(e.Room), "may not join this room", "joined", "room")
 }
 
-func (r *Router) handleSubscribe(cl *client, e *Envelope) {
+func (r *Router) handleSubscribe(cl *client, e *wire.Envelope) {
 	r.addMembership(cl, e, KindChannel, e.Channel, cl.claims.MaySubscribe(e.Channel), "may not subscribe to this channel", "subscribed", "channel")
 }
 
 // addMembership joins a room or subscribes a channel after the permission
 // and limit checks, and replies. Doing it twice is harmless: the second time
 // answers as if it were the first.
-func (r *Router) addMembership(cl *client, e *Envelope, kind Kind, name []byte, allowed bool, forbidden, reply, key string) {
+func (r *Router) addMembership(cl *client, e *wire.Envelope, kind Kind, name []byte, allowed bool, forbidden, reply, key string) {
 	s := cl.shard
 	switch {
 	case !allowed:
-		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: forbidden}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: forbidden}, e.ID)
 		return
 	case cl.member(kind, name) >= 0:
 	case len(cl.members) > r.opts.MaxSubscriptions:
-		r.replyError(cl, &ProtocolError{Code: CodeForbidden, Message: "too many rooms and channels"}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "too many rooms and channels"}, e.ID)
 		return
 	default:
 		r.joinAddr(cl, kind, string(name))
@@ -481,7 +483,7 @@ func (r *Router) handleLeave(cl *client, kind Kind, name []byte, reply, key stri
 	s := cl.shard
 	i := cl.member(kind, name)
 	if i < 0 {
-		r.replyError(cl, &ProtocolError{Code: CodeNotJoined, Message: "not a member"}, id)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeNotJoined, Message: "not a member"}, id)
 		return
 	}
 	r.leaveAt(cl, i, id)
@@ -493,7 +495,7 @@ func (r *Router) handleLeave(cl *client, kind Kind, name []byte, reply, key stri
 // and answers: an error when it could not, else the ack (the send ack with
 // delivered when send is set). With a backplane the ack waits for the
 // backplane's confirmation (confirm.go); standalone it goes at once.
-func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now time.Time, send bool, delivered int) {
+func (r *Router) publish(cl *client, e *wire.Envelope, kind Kind, name []byte, now time.Time, send bool, delivered int) {
 	s := cl.shard
 	m := newOutMsg()
 	m.kind = kind
@@ -512,7 +514,7 @@ func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now ti
 	s.msgSeq++
 	m.id = r.appendMessageID(m.id, s)
 	if len(e.Filter) > 0 {
-		f, err := ParseFilter(e.Filter, cl.codec)
+		f, err := wire.ParseFilter(e.Filter, cl.codec)
 		if err != nil {
 			m.release()
 			r.replyError(cl, err, e.ID)
@@ -524,7 +526,7 @@ func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now ti
 	if bp != nil {
 		if err := r.toBackplane(bp, m, e.Filter, cl.codec, &s.acks); err != nil {
 			m.release()
-			var pe *ProtocolError
+			var pe *wire.ProtocolError
 			if !errors.As(err, &pe) {
 				s.stats.BackplaneErrors++
 				pe = errBackplaneUnavailable
@@ -547,17 +549,17 @@ func (r *Router) publish(cl *client, e *Envelope, kind Kind, name []byte, now ti
 
 // toBackplane publishes m for the other instances, in JSON; acks is told
 // its fate.
-func (r *Router) toBackplane(bp Backplane, m *outMsg, filter []byte, codec Codec, acks *ackQueue) error {
+func (r *Router) toBackplane(bp Backplane, m *outMsg, filter []byte, codec wire.Codec, acks *ackQueue) error {
 	rm := &Remote{Kind: m.kind, Name: string(m.name), From: string(m.from), ID: string(m.id), TS: m.ts, Priority: m.priority, Origin: r.opts.InstanceID, Data: m.data, Filter: filter,
 		Confirm: acks, ConfirmSeq: acks.next()}
-	if codec != CodecJSON {
+	if codec != wire.CodecJSON {
 		var err error
-		if rm.Data, err = Transcode(nil, m.data, codec, CodecJSON); err != nil {
-			return &ProtocolError{Code: CodeBadRequest, Message: "data has no JSON form: " + protocolMessage(err)}
+		if rm.Data, err = wire.Transcode(nil, m.data, codec, wire.CodecJSON); err != nil {
+			return &wire.ProtocolError{Code: wire.CodeBadRequest, Message: "data has no JSON form: " + protocolMessage(err)}
 		}
 		if len(filter) > 0 {
-			if rm.Filter, err = Transcode(nil, filter, codec, CodecJSON); err != nil {
-				return &ProtocolError{Code: CodeBadRequest, Message: "filter has no JSON form: " + protocolMessage(err)}
+			if rm.Filter, err = wire.Transcode(nil, filter, codec, wire.CodecJSON); err != nil {
+				return &wire.ProtocolError{Code: wire.CodeBadRequest, Message: "filter has no JSON form: " + protocolMessage(err)}
 			}
 		}
 	}
@@ -595,21 +597,21 @@ func (r *Router) Ready() bool {
 // is raw JSON. With a backplane it returns once the backplane confirmed the
 // message (or failed it: ErrUnavailable), so it blocks for up to the
 // backplane's confirm timeout: call it from any goroutine but an event loop.
-func (r *Router) PublishService(kind Kind, name string, data []byte, from string, priority Priority, filter []byte) error {
-	if kind != KindAll && !ValidName([]byte(name)) {
+func (r *Router) PublishService(kind Kind, name string, data []byte, from string, priority wire.Priority, filter []byte) error {
+	if kind != KindAll && !wire.ValidName([]byte(name)) {
 		return fmt.Errorf("router: bad %s name %q", kind, name)
 	}
-	if !ValidJSON(data) {
+	if !wire.ValidJSON(data) {
 		return errors.New("router: data is not valid JSON")
 	}
 	m := newOutMsg()
-	m.kind, m.priority, m.dataCodec, m.ts = kind, priority, CodecJSON, time.Now().UnixMilli()
+	m.kind, m.priority, m.dataCodec, m.ts = kind, priority, wire.CodecJSON, time.Now().UnixMilli()
 	m.name = append(m.name, name...)
 	m.from = append(m.from, from...)
 	m.data = append(m.data, data...)
 	m.id = r.appendServiceID(m.id)
 	if len(filter) > 0 {
-		f, err := ParseFilter(filter, CodecJSON)
+		f, err := wire.ParseFilter(filter, wire.CodecJSON)
 		if err != nil {
 			m.release()
 			return fmt.Errorf("router: filter: %w", err)
@@ -649,9 +651,9 @@ func (r *Router) replyAck(cl *client, id []byte) {
 
 func (r *Router) replyError(cl *client, err error, id []byte) {
 	s := cl.shard
-	var pe *ProtocolError
+	var pe *wire.ProtocolError
 	if !errors.As(err, &pe) {
-		pe = &ProtocolError{Code: CodeBadRequest, Message: err.Error()}
+		pe = &wire.ProtocolError{Code: wire.CodeBadRequest, Message: err.Error()}
 	}
 	s.out = cl.codec.AppendProtocolError(s.out[:0], pe, id)
 	s.write(cl, s.out)
@@ -661,7 +663,7 @@ var _ engine.Handler = (*Router)(nil)
 
 // protocolMessage is an error's client-facing text, without its code.
 func protocolMessage(err error) string {
-	var pe *ProtocolError
+	var pe *wire.ProtocolError
 	if errors.As(err, &pe) {
 		return pe.Message
 	}

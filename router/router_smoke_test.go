@@ -3,15 +3,16 @@ package router
 import (
 	"testing"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 )
 
 func TestRoomMessageSmoke(t *testing.T) {
 	g := startGateway(t, engine.Options{}, Options{})
-	alice := g.dial(token(t, Claims{Sub: "alice"}))
+	alice := g.dial(token(t, auth.Claims{Sub: "alice"}))
 	alice.expect("auth:ok")
 	bob := g.dial("")
-	bob.send(map[string]any{"type": "auth", "token": token(t, Claims{Sub: "bob"})})
+	bob.send(map[string]any{"type": "auth", "token": token(t, auth.Claims{Sub: "bob"})})
 	bob.expect("auth:ok")
 	for _, c := range []*wsClient{alice, bob} {
 		c.send(`{"type":"join","room":"lobby"}`)

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/wsgate/wsgate/engine"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // memberSet is the local members of one room, channel or user on one loop:
@@ -22,7 +23,7 @@ type shard struct {
 	loop   *engine.Loop
 	tables [3]map[string]*memberSet // KindRoom, KindUser, KindChannel
 	authed []*client                // every authenticated client (gw.all)
-	env    Envelope                 // decode scratch, reused per message
+	env    wire.Envelope            // decode scratch, reused per message
 	out    []byte                   // reply encoding scratch
 	tmp    []byte                   // transcoding scratch
 	msgSeq uint64                   // per-loop message id counter

@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/bench/loadclient"
 	"github.com/wsgate/wsgate/bench/wsproto"
-	"github.com/wsgate/wsgate/router"
 )
 
 // The "json" codec speaks the gateway's router protocol (gw.json, text
@@ -61,7 +61,7 @@ var (
 	tokCache = map[string]string{}
 )
 
-// MintToken returns an HS256 token for sub valid for a day (router.MintHS256).
+// MintToken returns an HS256 token for sub valid for a day (auth.MintHS256).
 func MintToken(secret, sub string) (string, error) {
 	tokMu.Lock()
 	defer tokMu.Unlock()
@@ -69,7 +69,7 @@ func MintToken(secret, sub string) (string, error) {
 	if t, ok := tokCache[k]; ok {
 		return t, nil
 	}
-	t, err := router.MintHS256([]byte(secret), router.Claims{Sub: sub}, 24*time.Hour)
+	t, err := auth.MintHS256([]byte(secret), auth.Claims{Sub: sub}, 24*time.Hour)
 	if err != nil {
 		return "", err
 	}

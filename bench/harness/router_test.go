@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/bench/report"
-	"github.com/wsgate/wsgate/router"
 )
 
 func TestJSONCodecRoundTrip(t *testing.T) {
@@ -63,7 +63,7 @@ func TestMintTokenVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := router.NewVerifier(router.AuthConfig{Secret: []byte("s3cret")})
+	v, err := auth.NewVerifier(auth.Config{Secret: []byte("s3cret")})
 	if err != nil {
 		t.Skipf("router verifier: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/router"
+	"github.com/wsgate/wsgate/wire"
 )
 
 // admin serves the admin port: health, readiness, metrics, the demo page,
@@ -149,13 +150,13 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `missing "data"`, http.StatusBadRequest)
 		return
 	}
-	var prio router.Priority
+	var prio wire.Priority
 	switch req.Priority {
 	case "", "normal":
 	case "high":
-		prio = router.PriorityHigh
+		prio = wire.PriorityHigh
 	case "low":
-		prio = router.PriorityLow
+		prio = wire.PriorityLow
 	default:
 		http.Error(w, `priority must be "high", "normal" or "low"`, http.StatusBadRequest)
 		return

@@ -20,7 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/wsgate/wsgate/router"
+	"github.com/wsgate/wsgate/auth"
 )
 
 // testSecret is the HS256 secret every test gateway runs with.
@@ -193,7 +193,7 @@ func (p *gwProc) adminGet(path string) (int, string, error) {
 // token mints a test token for user.
 func token(t *testing.T, user string) string {
 	t.Helper()
-	tok, err := router.MintHS256([]byte(testSecret), router.Claims{Sub: user}, time.Hour)
+	tok, err := auth.MintHS256([]byte(testSecret), auth.Claims{Sub: user}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wsgate/wsgate/router"
+	"github.com/wsgate/wsgate/auth"
 )
 
 // runToken is `gateway token`: it mints an HS256 development token.
@@ -35,7 +35,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway token: -sub and a secret (-jwt-secret or $WSGATE_JWT_SECRET) are required")
 		return 2
 	}
-	c := router.Claims{Sub: *sub, Admin: *admin}
+	c := auth.Claims{Sub: *sub, Admin: *admin}
 	if *rooms != "" {
 		c.Rooms, c.RoomsSet = splitList(*rooms), true
 	}
@@ -56,7 +56,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 			c.Tags[k] = v
 		}
 	}
-	tok, err := router.MintHS256([]byte(*secret), c, *ttl)
+	tok, err := auth.MintHS256([]byte(*secret), c, *ttl)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway token: %v\n", err)
 		return 2

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	clientwire "github.com/wsgate/wsgate/wire"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/router"
 )
@@ -37,7 +39,7 @@ func startFlowGW(t testing.TB, id string, bo Options, eo engine.Options, wrap fu
 	if wrap != nil {
 		rbp = wrap(bp)
 	}
-	r, err := router.New(router.Options{InstanceID: id, Auth: router.AuthConfig{Secret: secret}, Backplane: rbp, History: bo.History.Enabled, RateMsgs: -1})
+	r, err := router.New(router.Options{InstanceID: id, Auth: auth.Config{Secret: secret}, Backplane: rbp, History: bo.History.Enabled, RateMsgs: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestNATSBurstIntoFullLoopGetsGap(t *testing.T) {
 	release()
 
 	got, gap := readBurst(t, member, "burst")
-	if got+int(refused) != n || gap["dropped"] != float64(refused) || gap["room"] != "burst" || gap["reason"] != router.GapOverload {
+	if got+int(refused) != n || gap["dropped"] != float64(refused) || gap["room"] != "burst" || gap["reason"] != clientwire.GapOverload {
 		t.Fatalf("%d messages then gap %v: want %d and dropped %d", got, gap, n-int(refused), refused)
 	}
 	bystander.send(`{"type":"ping","id":"b"}`)
@@ -255,7 +257,7 @@ func TestNATSPendingBytesBoundTellsGap(t *testing.T) {
 	got, told, gaps := 0, 0, 0
 	for got+told < n {
 		g, gap := readBurst(t, member, "burst")
-		if gap["room"] != "burst" || gap["reason"] != router.GapOverload {
+		if gap["room"] != "burst" || gap["reason"] != clientwire.GapOverload {
 			t.Fatalf("gap %v", gap)
 		}
 		got += g
@@ -333,7 +335,7 @@ func TestNATSSlowConsumerDropsCountedOnce(t *testing.T) {
 // dialLoop connects user and returns its client and the loop it is on.
 func (in *instance) dialLoop(user string) (*client, int) {
 	in.t.Helper()
-	tok, err := router.MintHS256(secret, router.Claims{Sub: user}, time.Hour)
+	tok, err := auth.MintHS256(secret, auth.Claims{Sub: user}, time.Hour)
 	if err != nil {
 		in.t.Fatal(err)
 	}

@@ -73,6 +73,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	clientwire "github.com/wsgate/wsgate/wire"
 	"strconv"
 	"strings"
 	"sync"
@@ -361,7 +362,7 @@ func (b *Backplane) PublishStored(m *router.Remote, done func(uint64, error)) er
 		return router.ErrUnavailable
 	}
 	w := storedWire{wire: wire{Data: m.Data, From: m.From, Filter: m.Filter, ID: m.ID, TS: m.TS, Origin: m.Origin}, Conn: m.OriginConn}
-	if m.Priority != router.PriorityNormal {
+	if m.Priority != clientwire.PriorityNormal {
 		w.Priority = m.Priority.String()
 	}
 	payload, err := json.Marshal(&w)
@@ -581,7 +582,7 @@ func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64
 		TS: w.TS, Origin: w.Origin, OriginConn: w.Conn, Seq: seq}
 	if len(rm.Data) == 0 {
 		rm.Data = []byte("null")
-	} else if !router.ValidJSON(rm.Data) {
+	} else if !clientwire.ValidJSON(rm.Data) {
 		return nil, fmt.Errorf("natsbp: stored payload of %s: %w", room, errBadData)
 	}
 	if rm.ID == "" {
@@ -595,9 +596,9 @@ func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64
 	switch w.Priority {
 	case "", "normal":
 	case "high":
-		rm.Priority = router.PriorityHigh
+		rm.Priority = clientwire.PriorityHigh
 	case "low":
-		rm.Priority = router.PriorityLow
+		rm.Priority = clientwire.PriorityLow
 	default:
 		return nil, fmt.Errorf("natsbp: priority %q", w.Priority)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/router"
 )
@@ -37,7 +38,7 @@ func startGW(t testing.TB, id string, bo Options) (*instance, func()) {
 	bo.ReconnectWait = 50 * time.Millisecond
 	bo.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	bp := New(bo)
-	r, err := router.New(router.Options{InstanceID: id, Auth: router.AuthConfig{Secret: secret}, Backplane: bp, History: bo.History.Enabled})
+	r, err := router.New(router.Options{InstanceID: id, Auth: auth.Config{Secret: secret}, Backplane: bp, History: bo.History.Enabled})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ package natsbp
 // fetches them from the stream (history.go).
 
 import (
+	clientwire "github.com/wsgate/wsgate/wire"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,7 +186,7 @@ func (b *Backplane) handle(msg *nats.Msg) {
 		return
 	}
 	rm, err := b.decode(msg.Subject, msg.Data)
-	if err == nil && !router.ValidJSON(rm.Data) {
+	if err == nil && !clientwire.ValidJSON(rm.Data) {
 		err = errBadData
 	}
 	if err != nil {

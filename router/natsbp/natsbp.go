@@ -46,6 +46,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	clientwire "github.com/wsgate/wsgate/wire"
 	"log/slog"
 	"strings"
 	"sync"
@@ -644,7 +645,7 @@ type wire struct {
 
 func encode(m *router.Remote) ([]byte, error) {
 	w := wire{Data: m.Data, From: m.From, Filter: m.Filter, ID: m.ID, TS: m.TS, Origin: m.Origin}
-	if m.Priority != router.PriorityNormal {
+	if m.Priority != clientwire.PriorityNormal {
 		w.Priority = m.Priority.String()
 	}
 	return json.Marshal(&w)
@@ -681,9 +682,9 @@ func (b *Backplane) decode(subject string, payload []byte) (*router.Remote, erro
 	switch w.Priority {
 	case "", "normal":
 	case "high":
-		rm.Priority = router.PriorityHigh
+		rm.Priority = clientwire.PriorityHigh
 	case "low":
-		rm.Priority = router.PriorityLow
+		rm.Priority = clientwire.PriorityLow
 	default:
 		return nil, fmt.Errorf("natsbp: priority %q", w.Priority)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	clientwire "github.com/wsgate/wsgate/wire"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/router"
 )
@@ -53,7 +55,7 @@ func startInstanceWith(t testing.TB, id string, bo Options, loops int, tune func
 	bo.ReconnectWait = 50 * time.Millisecond
 	bo.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	bp := New(bo)
-	ro := router.Options{InstanceID: id, Auth: router.AuthConfig{Secret: secret}, Backplane: bp}
+	ro := router.Options{InstanceID: id, Auth: auth.Config{Secret: secret}, Backplane: bp}
 	if tune != nil {
 		tune(&ro)
 	}
@@ -92,7 +94,7 @@ type client struct {
 
 func (in *instance) dial(user string) *client {
 	in.t.Helper()
-	tok, err := router.MintHS256(secret, router.Claims{Sub: user, Pub: []string{"**"}}, time.Hour)
+	tok, err := auth.MintHS256(secret, auth.Claims{Sub: user, Pub: []string{"**"}}, time.Hour)
 	if err != nil {
 		in.t.Fatal(err)
 	}
@@ -291,7 +293,7 @@ func TestServicesPublishViaNATSAndRouter(t *testing.T) {
 		t.Fatalf("gw.user %v", m)
 	}
 	// The HTTP API's path: a service message entering through one instance.
-	if err := a.router.PublishService(router.KindRoom, "news", []byte(`{"via":"http"}`), "api", router.PriorityNormal, nil); err != nil {
+	if err := a.router.PublishService(router.KindRoom, "news", []byte(`{"via":"http"}`), "api", clientwire.PriorityNormal, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*client{alice, bob} {

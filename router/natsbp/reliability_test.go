@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/router"
 )
 
@@ -149,7 +150,7 @@ type bgClient struct {
 
 func (in *instance) dialBG(user string) *bgClient {
 	in.t.Helper()
-	tok, err := router.MintHS256(secret, router.Claims{Sub: user, Pub: []string{"**"}}, time.Hour)
+	tok, err := auth.MintHS256(secret, auth.Claims{Sub: user, Pub: []string{"**"}}, time.Hour)
 	if err != nil {
 		in.t.Fatal(err)
 	}
@@ -500,7 +501,7 @@ func TestInterestChurnAcrossLoops(t *testing.T) {
 
 	tokens := make([]string, users)
 	for i := range tokens {
-		tok, err := router.MintHS256(secret, router.Claims{Sub: "u" + strconv.Itoa(i)}, time.Hour)
+		tok, err := auth.MintHS256(secret, auth.Claims{Sub: "u" + strconv.Itoa(i)}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

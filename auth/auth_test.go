@@ -1,4 +1,4 @@
-package router
+package auth
 
 import (
 	"crypto/ecdsa"
@@ -68,7 +68,7 @@ func signTestToken(t testing.TB, m jwt.SigningMethod, key any, c jwt.MapClaims) 
 	return s
 }
 
-func mustVerifier(t testing.TB, cfg AuthConfig) *Verifier {
+func mustVerifier(t testing.TB, cfg Config) *Verifier {
 	t.Helper()
 	v, err := NewVerifier(cfg)
 	if err != nil {
@@ -88,15 +88,15 @@ func TestAuthVerifyValid(t *testing.T) {
 		SubChannels: []string{}, SubChannelsSet: true, Tags: map[string]string{"region": "eu"}, Admin: true}
 	tests := []struct {
 		name  string
-		cfg   AuthConfig
+		cfg   Config
 		token string
 	}{
-		{name: "HS256", cfg: AuthConfig{Secret: authTestSecret}, token: signTestToken(t, jwt.SigningMethodHS256, authTestSecret, full)},
-		{name: "RS256", cfg: AuthConfig{PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
-		{name: "RS256 PKCS1", cfg: AuthConfig{PublicKeyPEM: k.rsa1PEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
-		{name: "ES256", cfg: AuthConfig{PublicKeyPEM: k.ecPEM}, token: signTestToken(t, jwt.SigningMethodES256, k.ec, full)},
-		{name: "both keys HS", cfg: AuthConfig{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodHS256, authTestSecret, full)},
-		{name: "both keys RS", cfg: AuthConfig{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
+		{name: "HS256", cfg: Config{Secret: authTestSecret}, token: signTestToken(t, jwt.SigningMethodHS256, authTestSecret, full)},
+		{name: "RS256", cfg: Config{PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
+		{name: "RS256 PKCS1", cfg: Config{PublicKeyPEM: k.rsa1PEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
+		{name: "ES256", cfg: Config{PublicKeyPEM: k.ecPEM}, token: signTestToken(t, jwt.SigningMethodES256, k.ec, full)},
+		{name: "both keys HS", cfg: Config{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodHS256, authTestSecret, full)},
+		{name: "both keys RS", cfg: Config{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
 	}
 	for _, tt := range tests {
 		c, err := mustVerifier(t, tt.cfg).Verify([]byte(tt.token))
@@ -109,7 +109,7 @@ func TestAuthVerifyValid(t *testing.T) {
 		}
 	}
 	// Minimal claims: absent lists stay unset.
-	v := mustVerifier(t, AuthConfig{Secret: authTestSecret})
+	v := mustVerifier(t, Config{Secret: authTestSecret})
 	c, err := v.Verify([]byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "bob", "exp": exp.Unix(), "rooms": nil})))
 	if err != nil {
 		t.Fatal(err)
@@ -141,12 +141,12 @@ func TestAuthVerifyRejects(t *testing.T) {
 	parts := strings.Split(good, ".")
 	tampered := parts[0] + "." + jwtTestSegment(`{"sub":"admin","exp":9999999999}`) + "." + parts[2]
 	unknownAlg := jwtTestSegment(`{"alg":"XX9","typ":"JWT"}`) + "." + parts[1] + "." + parts[2]
-	hsCfg := AuthConfig{Secret: authTestSecret}
-	rsCfg := AuthConfig{PublicKeyPEM: k.rsaPEM}
-	ecCfg := AuthConfig{PublicKeyPEM: k.ecPEM}
+	hsCfg := Config{Secret: authTestSecret}
+	rsCfg := Config{PublicKeyPEM: k.rsaPEM}
+	ecCfg := Config{PublicKeyPEM: k.ecPEM}
 	tests := []struct {
 		name  string
-		cfg   AuthConfig
+		cfg   Config
 		token string
 		err   error
 	}{
@@ -158,7 +158,7 @@ func TestAuthVerifyRejects(t *testing.T) {
 		{name: "unknown alg", cfg: hsCfg, token: unknownAlg, err: ErrAlgNotAllowed},
 		{name: "HS384 with authTestSecret", cfg: hsCfg, token: signTestToken(t, jwt.SigningMethodHS384, authTestSecret, ok(nil)), err: ErrAlgNotAllowed},
 		{name: "HS/RS confusion", cfg: rsCfg, token: signTestToken(t, jwt.SigningMethodHS256, k.rsaPEM, ok(nil)), err: ErrAlgNotAllowed},
-		{name: "HS/RS confusion, both keys", cfg: AuthConfig{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM},
+		{name: "HS/RS confusion, both keys", cfg: Config{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM},
 			token: signTestToken(t, jwt.SigningMethodHS256, k.rsaPEM, ok(nil)), err: ErrBadSignature},
 		{name: "RS to HS verifier", cfg: hsCfg, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, ok(nil)), err: ErrAlgNotAllowed},
 		{name: "ES to RS verifier", cfg: rsCfg, token: signTestToken(t, jwt.SigningMethodES256, k.ec, ok(nil)), err: ErrAlgNotAllowed},
@@ -170,7 +170,7 @@ func TestAuthVerifyRejects(t *testing.T) {
 		{name: "expired", cfg: hsCfg, token: hs(jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix()}), err: ErrTokenExpired},
 		{name: "not yet", cfg: hsCfg, token: hs(jwt.MapClaims{"nbf": future}), err: ErrTokenNotYet},
 		{name: "missing exp", cfg: hsCfg, token: hs(jwt.MapClaims{"exp": nil}), err: ErrMissingExp},
-		{name: "exp string", cfg: AuthConfig{Secret: authTestSecret, AllowNoExp: true}, token: hs(jwt.MapClaims{"exp": "tomorrow"}), err: ErrBadClaims},
+		{name: "exp string", cfg: Config{Secret: authTestSecret, AllowNoExp: true}, token: hs(jwt.MapClaims{"exp": "tomorrow"}), err: ErrBadClaims},
 		{name: "missing sub", cfg: hsCfg, token: hs(jwt.MapClaims{"sub": nil}), err: ErrMissingSub},
 		{name: "empty sub", cfg: hsCfg, token: hs(jwt.MapClaims{"sub": ""}), err: ErrMissingSub},
 		{name: "sub number", cfg: hsCfg, token: hs(jwt.MapClaims{"sub": 42}), err: ErrBadClaims},
@@ -199,15 +199,15 @@ func jwtTestSegment(s string) string {
 func TestAuthVerifyExpOptions(t *testing.T) {
 	past := time.Now().Add(-10 * time.Second).Unix()
 	tok := []byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "a", "exp": past}))
-	if _, err := mustVerifier(t, AuthConfig{Secret: authTestSecret, Leeway: time.Minute}).Verify(tok); err != nil {
+	if _, err := mustVerifier(t, Config{Secret: authTestSecret, Leeway: time.Minute}).Verify(tok); err != nil {
 		t.Errorf("expired within leeway: %v", err)
 	}
 	noExp := []byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "a"}))
-	c, err := mustVerifier(t, AuthConfig{Secret: authTestSecret, AllowNoExp: true}).Verify(noExp)
+	c, err := mustVerifier(t, Config{Secret: authTestSecret, AllowNoExp: true}).Verify(noExp)
 	if err != nil || !c.Exp.IsZero() {
 		t.Errorf("AllowNoExp: %v %v", c, err)
 	}
-	if _, err := mustVerifier(t, AuthConfig{Secret: authTestSecret, AllowNoExp: true}).Verify(tok); !errors.Is(err, ErrTokenExpired) {
+	if _, err := mustVerifier(t, Config{Secret: authTestSecret, AllowNoExp: true}).Verify(tok); !errors.Is(err, ErrTokenExpired) {
 		t.Errorf("AllowNoExp must still reject an expired exp: %v", err)
 	}
 }
@@ -228,7 +228,7 @@ func TestAuthNewVerifierErrors(t *testing.T) {
 		}
 		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	}
-	for name, cfg := range map[string]AuthConfig{
+	for name, cfg := range map[string]Config{
 		"nothing":            {},
 		"not PEM":            {PublicKeyPEM: []byte("hello")},
 		"bad DER":            {PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})},
@@ -244,7 +244,7 @@ func TestAuthNewVerifierErrors(t *testing.T) {
 }
 
 func TestTokenMintHS256(t *testing.T) {
-	v := mustVerifier(t, AuthConfig{Secret: authTestSecret})
+	v := mustVerifier(t, Config{Secret: authTestSecret})
 	in := Claims{Sub: "alice", Rooms: []string{"lobby", "chat.*"}, Pub: []string{"p.*"}, SubChannelsSet: true,
 		Tags: map[string]string{"region": "eu"}, Admin: true}
 	tok, err := MintHS256(authTestSecret, in, time.Hour)
@@ -317,7 +317,7 @@ func TestAuthClaimsPermissions(t *testing.T) {
 }
 
 func BenchmarkAuthVerifyHS256(b *testing.B) {
-	v := mustVerifier(b, AuthConfig{Secret: authTestSecret})
+	v := mustVerifier(b, Config{Secret: authTestSecret})
 	tok := []byte(signTestToken(b, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix(),
 		"rooms": []string{"lobby", "chat.*"}}))
 	b.ReportAllocs()

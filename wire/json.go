@@ -1,4 +1,4 @@
-package router
+package wire
 
 import (
 	"strconv"
@@ -583,3 +583,99 @@ func appendJSONString(dst []byte, s string) []byte {
 
 func appendInt(dst []byte, v int64) []byte   { return strconv.AppendInt(dst, v, 10) }
 func appendUint(dst []byte, v uint64) []byte { return strconv.AppendUint(dst, v, 10) }
+
+// jsonFilterItems reads a JSON object of string or array-of-string values.
+// It returns nil items and no error for null, and a non-nil empty slice for {}.
+func jsonFilterItems(p []byte) ([]filterItem, error) {
+	var e Envelope // scratch for unescaping
+	i := skipWS(p, 0)
+	if i < len(p) && p[i] == 'n' {
+		end, err := skipJSONLiteral(p, i, "null")
+		if err != nil || skipWS(p, end) != len(p) {
+			return nil, errFilter
+		}
+		return nil, nil
+	}
+	if i >= len(p) || p[i] != '{' {
+		return nil, errFilter
+	}
+	items := []filterItem{}
+	i = skipWS(p, i+1)
+	if i < len(p) && p[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(p) || p[i] != '"' {
+				return nil, errFilter
+			}
+			k, next, err := e.jsonString(p, i)
+			if err != nil {
+				return nil, errFilter
+			}
+			it := filterItem{key: string(k)}
+			i = skipWS(p, next)
+			if i >= len(p) || p[i] != ':' {
+				return nil, errFilter
+			}
+			i = skipWS(p, i+1)
+			switch {
+			case i < len(p) && p[i] == '"':
+				v, next, err := e.jsonString(p, i)
+				if err != nil {
+					return nil, errFilter
+				}
+				it.val, i = string(v), next
+			case i < len(p) && p[i] == '[':
+				it.isList, it.list = true, []string{}
+				i = skipWS(p, i+1)
+				if i < len(p) && p[i] == ']' {
+					i++
+					break
+				}
+				for {
+					if i >= len(p) || p[i] != '"' {
+						return nil, errFilter
+					}
+					v, next, err := e.jsonString(p, i)
+					if err != nil {
+						return nil, errFilter
+					}
+					if len(it.list) == MaxFilterValues {
+						return nil, errFilterTooBig
+					}
+					it.list = append(it.list, string(v))
+					i = skipWS(p, next)
+					if i < len(p) && p[i] == ',' {
+						i = skipWS(p, i+1)
+						continue
+					}
+					if i >= len(p) || p[i] != ']' {
+						return nil, errFilter
+					}
+					i++
+					break
+				}
+			default:
+				return nil, errFilter
+			}
+			if len(items) == MaxFilterTags {
+				return nil, errFilterTooBig
+			}
+			items = append(items, it)
+			i = skipWS(p, i)
+			if i < len(p) && p[i] == ',' {
+				i = skipWS(p, i+1)
+				continue
+			}
+			if i >= len(p) || p[i] != '}' {
+				return nil, errFilter
+			}
+			i++
+			break
+		}
+	}
+	if skipWS(p, i) != len(p) {
+		return nil, errFilter
+	}
+	return items, nil
+}

@@ -1,4 +1,4 @@
-package router
+package wire
 
 import (
 	"encoding/binary"
@@ -452,4 +452,69 @@ func mpAppendUint(dst []byte, v uint64) []byte {
 
 func mpAppendFloat64(dst []byte, f float64) []byte {
 	return binary.BigEndian.AppendUint64(append(dst, 0xcb), math.Float64bits(f))
+}
+
+// msgpackFilterItems is jsonFilterItems for a MessagePack map.
+func msgpackFilterItems(p []byte) ([]filterItem, error) {
+	h, err := mpHead(p, 0)
+	if err != nil {
+		return nil, errFilter
+	}
+	if h.kind == mpNil {
+		if len(p) != 1 {
+			return nil, errFilter
+		}
+		return nil, nil
+	}
+	if h.kind != mpMap {
+		return nil, errFilter
+	}
+	if h.n > MaxFilterTags {
+		return nil, errFilterTooBig
+	}
+	items := make([]filterItem, 0, h.n)
+	i := h.size
+	str := func() (string, bool) {
+		s, next, err := mpStrOrNil(p, i, errFilter)
+		if err != nil || s == nil {
+			return "", false
+		}
+		i = next
+		return string(s), true
+	}
+	for k := 0; k < h.n; k++ {
+		key, ok := str()
+		if !ok {
+			return nil, errFilter
+		}
+		it := filterItem{key: key}
+		vh, err := mpHead(p, i)
+		if err != nil {
+			return nil, errFilter
+		}
+		switch vh.kind {
+		case mpStr:
+			it.val, _ = str()
+		case mpArray:
+			if vh.n > MaxFilterValues {
+				return nil, errFilterTooBig
+			}
+			i += vh.size
+			it.isList, it.list = true, make([]string, 0, vh.n)
+			for range vh.n {
+				v, ok := str()
+				if !ok {
+					return nil, errFilter
+				}
+				it.list = append(it.list, v)
+			}
+		default:
+			return nil, errFilter
+		}
+		items = append(items, it)
+	}
+	if i != len(p) {
+		return nil, errFilter
+	}
+	return items, nil
 }

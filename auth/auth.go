@@ -1,4 +1,4 @@
-package router
+package auth
 
 import (
 	"crypto/ecdsa"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsgate/wsgate/wire"
 )
 
 // This file verifies the JWTs of PROTOCOL.md section 2 and turns their claims
@@ -27,8 +29,8 @@ import (
 // Verification allocates (JSON claims, big-number math); it runs once per
 // connection, not per message.
 
-// AuthConfig configures a Verifier.
-type AuthConfig struct {
+// Config configures a Verifier.
+type Config struct {
 	Secret       []byte        // HS256 secret (-jwt-secret)
 	PublicKeyPEM []byte        // RSA or EC P-256 public key, PKIX, PKCS#1 or certificate PEM (-jwt-public-key)
 	AllowNoExp   bool          // accept tokens without exp (-jwt-allow-no-exp)
@@ -63,7 +65,7 @@ type Verifier struct {
 // NewVerifier builds a Verifier. It fails when neither a secret nor a public
 // key is given, when the PEM holds no usable key, or for RSA keys under 2048
 // bits and EC curves other than P-256.
-func NewVerifier(cfg AuthConfig) (*Verifier, error) {
+func NewVerifier(cfg Config) (*Verifier, error) {
 	v := &Verifier{}
 	if len(cfg.Secret) > 0 {
 		v.secret = append([]byte(nil), cfg.Secret...)
@@ -77,22 +79,22 @@ func NewVerifier(cfg AuthConfig) (*Verifier, error) {
 		switch k := key.(type) {
 		case *rsa.PublicKey:
 			if k.N.BitLen() < 2048 {
-				return nil, errors.New("router: RSA public key shorter than 2048 bits")
+				return nil, errors.New("auth: RSA public key shorter than 2048 bits")
 			}
 			v.rsaKey = k
 			v.methods = append(v.methods, jwt.SigningMethodRS256.Alg())
 		case *ecdsa.PublicKey:
 			if k.Curve != elliptic.P256() {
-				return nil, errors.New("router: EC public key must be on P-256 (ES256)")
+				return nil, errors.New("auth: EC public key must be on P-256 (ES256)")
 			}
 			v.ecKey = k
 			v.methods = append(v.methods, jwt.SigningMethodES256.Alg())
 		default:
-			return nil, fmt.Errorf("router: unsupported public key type %T (want RSA or EC P-256)", key)
+			return nil, fmt.Errorf("auth: unsupported public key type %T (want RSA or EC P-256)", key)
 		}
 	}
 	if len(v.methods) == 0 {
-		return nil, errors.New("router: JWT verification needs a secret or a public key")
+		return nil, errors.New("auth: JWT verification needs a secret or a public key")
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(v.methods), jwt.WithLeeway(cfg.Leeway)}
 	if !cfg.AllowNoExp {
@@ -105,29 +107,29 @@ func NewVerifier(cfg AuthConfig) (*Verifier, error) {
 func parsePublicKeyPEM(b []byte) (any, error) {
 	block, _ := pem.Decode(b)
 	if block == nil {
-		return nil, errors.New("router: public key file holds no PEM block")
+		return nil, errors.New("auth: public key file holds no PEM block")
 	}
 	switch block.Type {
 	case "PUBLIC KEY":
 		k, err := x509.ParsePKIXPublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("router: bad public key: %w", err)
+			return nil, fmt.Errorf("auth: bad public key: %w", err)
 		}
 		return k, nil
 	case "RSA PUBLIC KEY":
 		k, err := x509.ParsePKCS1PublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("router: bad RSA public key: %w", err)
+			return nil, fmt.Errorf("auth: bad RSA public key: %w", err)
 		}
 		return k, nil
 	case "CERTIFICATE":
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("router: bad certificate: %w", err)
+			return nil, fmt.Errorf("auth: bad certificate: %w", err)
 		}
 		return cert.PublicKey, nil
 	}
-	return nil, fmt.Errorf("router: PEM block %q is not a public key", block.Type)
+	return nil, fmt.Errorf("auth: PEM block %q is not a public key", block.Type)
 }
 
 // keyFor hands jwt the key of the token's algorithm, after the parser has
@@ -237,7 +239,7 @@ func claimsFromMap(mc jwt.MapClaims) (*Claims, error) {
 		if sub == "" {
 			return nil, ErrMissingSub
 		}
-		if !ValidName([]byte(sub)) {
+		if !wire.ValidName([]byte(sub)) {
 			return nil, ErrBadSub
 		}
 		c.Sub = sub
@@ -316,12 +318,12 @@ func patternClaim(mc jwt.MapClaims, name string) (list []string, set bool, err e
 // when true.
 func MintHS256(secret []byte, c Claims, ttl time.Duration) (string, error) {
 	if len(secret) == 0 {
-		return "", errors.New("router: empty JWT secret")
+		return "", errors.New("auth: empty JWT secret")
 	}
 	if c.Sub == "" {
 		return "", ErrMissingSub
 	}
-	if !ValidName([]byte(c.Sub)) {
+	if !wire.ValidName([]byte(c.Sub)) {
 		return "", ErrBadSub
 	}
 	now := time.Now()

@@ -1,11 +1,10 @@
-package router
+package wire
 
 import (
 	"encoding/base64"
 	"errors"
 	"math"
 	"strconv"
-	"unsafe"
 )
 
 // This file converts a raw `data` value between gw.json and gw.msgpack. The
@@ -30,9 +29,9 @@ import (
 // above MaxInt64 become float64, as encoding/json would make them. NaN and
 // infinities have no JSON form and are an error. Nesting is limited to 256.
 //
-// The file also holds objWriter, the codec-parallel writer behind the Codec
-// reply methods, for the same reason the transcoder is here: it is the one
-// place where both encodings are produced side by side.
+// Transcode is the dispatch point. The JSON<->MessagePack pair lives here; a
+// new encoding adds its pair of directions to and from JSON (the form the
+// backplane carries) in its own file, and a case in Transcode.
 
 // Transcoding errors. They are *ProtocolError (bad_request) so that a router
 // that transcodes on receipt can answer the sender with them directly.
@@ -41,7 +40,7 @@ var (
 	errMPExt     = badRequest("msgpack ext values cannot be sent to JSON clients")
 	errMPNaN     = badRequest("NaN or infinite number cannot be sent to JSON clients")
 	errMPMapKey  = badRequest("msgpack map keys in data must be strings")
-	errSameCodec = errors.New("router: transcode between identical codecs")
+	errSameCodec = errors.New("wire: transcode between identical codecs")
 )
 
 // JSONToMsgpack appends the MessagePack form of the JSON value src (optional
@@ -356,138 +355,4 @@ func appendJSONFloat(dst []byte, f float64, bits int) ([]byte, error) {
 		}
 	}
 	return dst, nil
-}
-
-// objWriter writes one flat object in either codec. Keys are constants
-// without characters that need escaping. For MessagePack it reserves a fixmap
-// header and patches the count at the end, so an object has at most 15 fields
-// (every reply above has fewer than 9).
-type objWriter struct {
-	b   []byte
-	hdr int
-	n   int
-	mp  bool
-}
-
-func beginObj(c Codec, dst []byte, typ string) objWriter {
-	w := objWriter{b: dst, mp: c == CodecMsgpack}
-	if w.mp {
-		w.hdr = len(dst)
-		w.b = append(w.b, 0x80, 0xa4, 't', 'y', 'p', 'e')
-		w.b = mpAppendStr(w.b, typ)
-	} else {
-		w.b = append(w.b, `{"type":`...)
-		w.b = appendJSONString(w.b, typ)
-	}
-	w.n = 1
-	return w
-}
-
-func (w *objWriter) key(k string) {
-	w.n++
-	if w.mp {
-		w.b = mpAppendStr(w.b, k)
-		return
-	}
-	w.b = append(w.b, ',', '"')
-	w.b = append(w.b, k...)
-	w.b = append(w.b, '"', ':')
-}
-
-func (w *objWriter) sstr(k, v string) {
-	w.key(k)
-	if w.mp {
-		w.b = mpAppendStr(w.b, v)
-	} else {
-		w.b = appendJSONString(w.b, v)
-	}
-}
-
-func (w *objWriter) bstr(k string, v []byte) { w.sstr(k, bstr(v)) }
-
-func (w *objWriter) clientID(id []byte) {
-	if len(id) > 0 {
-		w.bstr("id", id)
-	}
-}
-
-func (w *objWriter) int(k string, v int64) {
-	w.key(k)
-	if w.mp {
-		w.b = mpAppendInt(w.b, v)
-	} else {
-		w.b = appendInt(w.b, v)
-	}
-}
-
-func (w *objWriter) uint(k string, v uint64) {
-	w.key(k)
-	if w.mp {
-		w.b = mpAppendUint(w.b, v)
-	} else {
-		w.b = appendUint(w.b, v)
-	}
-}
-
-func (w *objWriter) bool(k string, v bool) {
-	w.key(k)
-	switch {
-	case w.mp && v:
-		w.b = append(w.b, 0xc3)
-	case w.mp:
-		w.b = append(w.b, 0xc2)
-	case v:
-		w.b = append(w.b, "true"...)
-	default:
-		w.b = append(w.b, "false"...)
-	}
-}
-
-// raw appends an already encoded value; empty means null.
-func (w *objWriter) raw(k string, v []byte) {
-	w.key(k)
-	switch {
-	case len(v) > 0:
-		w.b = append(w.b, v...)
-	case w.mp:
-		w.b = append(w.b, 0xc0)
-	default:
-		w.b = append(w.b, "null"...)
-	}
-}
-
-func (w *objWriter) strs(k string, vs []string) {
-	w.key(k)
-	if w.mp {
-		w.b = mpAppendArrayHeader(w.b, len(vs))
-		for _, v := range vs {
-			w.b = mpAppendStr(w.b, v)
-		}
-		return
-	}
-	w.b = append(w.b, '[')
-	for i, v := range vs {
-		if i > 0 {
-			w.b = append(w.b, ',')
-		}
-		w.b = appendJSONString(w.b, v)
-	}
-	w.b = append(w.b, ']')
-}
-
-func (w *objWriter) end() []byte {
-	if w.mp {
-		w.b[w.hdr] = 0x80 | byte(w.n)
-		return w.b
-	}
-	return append(w.b, '}')
-}
-
-// bstr views b as a string without copying, for transient reads only (the
-// result must not be retained past the call it is passed to).
-func bstr(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(unsafe.SliceData(b), len(b))
 }

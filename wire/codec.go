@@ -1,0 +1,57 @@
+package wire
+
+// This file holds Codec, the one value through which callers pick an
+// encoding: which subprotocol a connection negotiated, whether its frames are
+// binary, and which decoder and reply writer it uses. Adding an encoding
+// means a new Codec constant here, its decoder and writer primitives in a
+// file of its own (json.go, msgpack.go), and the cases that dispatch to them
+// (Decode below, objWriter in writer.go, Transcode in transcode.go).
+
+// Codec is a subprotocol's encoding. It is a small value so that a connection
+// can store it and call codec.AppendError(dst, ...) without an interface call.
+type Codec uint8
+
+// Codecs.
+const (
+	CodecJSON    Codec = iota // gw.json, text frames
+	CodecMsgpack              // gw.msgpack, binary frames
+)
+
+// Subprotocol names (PROTOCOL.md section 2).
+const (
+	SubprotocolJSON    = "gw.json"
+	SubprotocolMsgpack = "gw.msgpack"
+)
+
+// ParseCodec maps a WebSocket subprotocol name to its Codec.
+func ParseCodec(subprotocol string) (Codec, bool) {
+	switch subprotocol {
+	case SubprotocolJSON:
+		return CodecJSON, true
+	case SubprotocolMsgpack:
+		return CodecMsgpack, true
+	}
+	return CodecJSON, false
+}
+
+// Subprotocol returns the WebSocket subprotocol name of c.
+func (c Codec) Subprotocol() string {
+	if c == CodecMsgpack {
+		return SubprotocolMsgpack
+	}
+	return SubprotocolJSON
+}
+
+// String returns the subprotocol name.
+func (c Codec) String() string { return c.Subprotocol() }
+
+// Binary reports whether messages of c travel in binary frames (else text).
+func (c Codec) Binary() bool { return c == CodecMsgpack }
+
+// Decode decodes one client message in codec c into e.
+func (c Codec) Decode(p []byte, e *Envelope) error {
+	if c == CodecMsgpack {
+		return DecodeMsgpack(p, e)
+	}
+	return DecodeJSON(p, e)
+}

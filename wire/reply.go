@@ -1,0 +1,237 @@
+package wire
+
+// This file holds the gateway-to-client messages (PROTOCOL.md sections 2-4,
+// 7, 8): the Delivery of a routed message and the Codec methods that append
+// every reply and event in the connection's encoding, through objWriter
+// (writer.go), so that callers never know which encoding they write.
+// Pure functions over caller-owned buffers.
+
+// Target says which name field a delivered message carries.
+type Target uint8
+
+// Delivery targets.
+const (
+	TargetRoom    Target = iota // "room"
+	TargetChannel               // "channel"
+	TargetUser                  // "to"
+)
+
+func (t Target) key() string {
+	switch t {
+	case TargetChannel:
+		return "channel"
+	case TargetUser:
+		return "to"
+	}
+	return "room"
+}
+
+// Delivery is one message as a receiver sees it (PROTOCOL.md section 4). It is
+// encoded once per codec in use and the bytes are shared by every receiver of
+// that codec. Data must already be in the receiver's codec (see JSONToMsgpack
+// and MsgpackToJSON); empty Data encodes as null. Empty From and ID are omitted.
+type Delivery struct {
+	Target Target
+	Name   []byte
+	From   []byte
+	Data   []byte
+	ID     []byte // gateway message id
+	Seq    uint64
+	HasSeq bool
+	TS     int64 // unix milliseconds
+}
+
+// Reply and event type names (PROTOCOL.md sections 2-4, 7, 8).
+const (
+	ReplyMessage      = "message"
+	ReplyAuthOK       = "auth:ok"
+	ReplyAuthFail     = "auth:fail"
+	ReplyPong         = "pong"
+	ReplyJoined       = "joined"
+	ReplyLeft         = "left"
+	ReplySubscribed   = "subscribed"
+	ReplyUnsubscribed = "unsubscribed"
+	ReplyAck          = "ack"
+	ReplyPresence     = "presence"
+	ReplyResumed      = "resumed"
+	ReplyGap          = "gap"
+	ReplyReconnect    = "reconnect"
+	ReplyError        = "error"
+	EventUserJoined   = "user:joined"
+	EventUserLeft     = "user:left"
+)
+
+// AppendDelivery appends d encoded in c.
+func (c Codec) AppendDelivery(dst []byte, d *Delivery) []byte {
+	w := beginObj(c, dst, ReplyMessage)
+	w.bstr(d.Target.key(), d.Name)
+	if len(d.From) > 0 {
+		w.bstr("from", d.From)
+	}
+	w.raw("data", d.Data)
+	if len(d.ID) > 0 {
+		w.bstr("id", d.ID)
+	}
+	if d.HasSeq {
+		w.uint("seq", d.Seq)
+	}
+	w.int("ts", d.TS)
+	return w.end()
+}
+
+// AppendDeliveryJSON appends d as a gw.json message object.
+func AppendDeliveryJSON(dst []byte, d *Delivery) []byte { return CodecJSON.AppendDelivery(dst, d) }
+
+// AppendDeliveryMsgpack appends d as a gw.msgpack message map.
+func AppendDeliveryMsgpack(dst []byte, d *Delivery) []byte {
+	return CodecMsgpack.AppendDelivery(dst, d)
+}
+
+// AppendAuthOK appends `auth:ok {user, conn, instance, id?}`.
+func (c Codec) AppendAuthOK(dst []byte, user, conn, instance string, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyAuthOK)
+	w.sstr("user", user)
+	w.sstr("conn", conn)
+	w.sstr("instance", instance)
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendAuthFail appends `auth:fail {reason}`; the connection is then closed
+// with 4501 by the caller.
+func (c Codec) AppendAuthFail(dst []byte, reason string) []byte {
+	w := beginObj(c, dst, ReplyAuthFail)
+	w.sstr("reason", reason)
+	return w.end()
+}
+
+// AppendError appends `error {code, message, id?}`.
+func (c Codec) AppendError(dst []byte, code, message string, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyError)
+	w.sstr("code", code)
+	w.sstr("message", message)
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendProtocolError appends err as an `error` reply.
+func (c Codec) AppendProtocolError(dst []byte, err *ProtocolError, clientID []byte) []byte {
+	return c.AppendError(dst, err.Code, err.Message, clientID)
+}
+
+// AppendPong appends `pong {ts, id?}`.
+func (c Codec) AppendPong(dst []byte, ts int64, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyPong)
+	w.int("ts", ts)
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendSimple appends `{type, key: value, id?}`, the shape of joined, left
+// (key "room"), subscribed and unsubscribed (key "channel"). An empty key
+// leaves the field out.
+func (c Codec) AppendSimple(dst []byte, typ, key string, value, clientID []byte) []byte {
+	w := beginObj(c, dst, typ)
+	if key != "" {
+		w.bstr(key, value)
+	}
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendAck appends `ack {id}` for message and publish.
+func (c Codec) AppendAck(dst []byte, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyAck)
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendSendAck appends `ack {id, delivered, remote}` for send: delivered is
+// the connections reached on this instance, remote whether the message was
+// also handed to the backplane. Both are always present.
+func (c Codec) AppendSendAck(dst []byte, clientID []byte, delivered int, remote bool) []byte {
+	w := beginObj(c, dst, ReplyAck)
+	w.clientID(clientID)
+	w.int("delivered", int64(delivered))
+	w.bool("remote", remote)
+	return w.end()
+}
+
+// AppendUserEvent appends `user:joined` / `user:left {room, user}`.
+func (c Codec) AppendUserEvent(dst []byte, typ string, room []byte, user string) []byte {
+	w := beginObj(c, dst, typ)
+	w.bstr("room", room)
+	w.sstr("user", user)
+	return w.end()
+}
+
+// AppendPresence appends `presence {room, users: [...], id?}`.
+func (c Codec) AppendPresence(dst []byte, room []byte, users []string, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyPresence)
+	w.bstr("room", room)
+	w.strs("users", users)
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendResumed appends `resumed {room, seq, recovered, id?}`.
+func (c Codec) AppendResumed(dst []byte, room []byte, seq uint64, recovered bool, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyResumed)
+	w.bstr("room", room)
+	w.uint("seq", seq)
+	w.bool("recovered", recovered)
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendGap appends `gap {dropped}` (section 8).
+func (c Codec) AppendGap(dst []byte, dropped uint64) []byte {
+	w := beginObj(c, dst, ReplyGap)
+	w.uint("dropped", dropped)
+	return w.end()
+}
+
+// Reasons carried by a gap the gateway itself caused (PROTOCOL.md section 8
+// plus docs/protocol.md): the low-priority gap of a backed-up connection
+// carries none.
+const (
+	// GapOverload: messages for the address were dropped before reaching
+	// the connection's event loop (its inbox byte budget, -loop-inbox-bytes,
+	// was spent), or by the backplane's receiver (its pending budget).
+	GapOverload = "overload"
+	// GapHistory: history mode could not fill a gap in a room's sequence
+	// from the stream; dropped is a lower bound, and `resume` may recover
+	// what is still kept.
+	GapHistory = "history"
+	// GapBackplane: the backplane lost its connection and messages from
+	// other instances may be missing; nobody knows how many.
+	GapBackplane = "backplane"
+)
+
+// AppendGapReason appends `gap {reason}` with no dropped count, for losses
+// nobody can count (the backplane's outage).
+func (c Codec) AppendGapReason(dst []byte, reason string) []byte {
+	w := beginObj(c, dst, ReplyGap)
+	w.sstr("reason", reason)
+	return w.end()
+}
+
+// AppendGapAt appends `gap {dropped, room|channel|to, reason}`: dropped
+// messages addressed to name (none for gw.all) that never reached the
+// connection's loop.
+func (c Codec) AppendGapAt(dst []byte, dropped uint64, target Target, name []byte, reason string) []byte {
+	w := beginObj(c, dst, ReplyGap)
+	w.uint("dropped", dropped)
+	if len(name) > 0 {
+		w.bstr(target.key(), name)
+	}
+	w.sstr("reason", reason)
+	return w.end()
+}
+
+// AppendReconnect appends `reconnect {after_ms}` (section 7).
+func (c Codec) AppendReconnect(dst []byte, afterMS int64) []byte {
+	w := beginObj(c, dst, ReplyReconnect)
+	w.int("after_ms", afterMS)
+	return w.end()
+}
