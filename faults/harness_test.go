@@ -23,7 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/wsgate/wsgate/router"
+	"github.com/wsgate/wsgate/auth"
 )
 
 // testSecret is the HS256 secret every gateway of the suite runs with.
@@ -335,7 +335,7 @@ func natsPort(t *testing.T, ns *server.Server) int {
 // token mints a client token for user that may publish to any channel.
 func token(t *testing.T, user string) string {
 	t.Helper()
-	tok, err := router.MintHS256([]byte(testSecret), router.Claims{Sub: user, Pub: []string{"**"}}, time.Hour)
+	tok, err := auth.MintHS256([]byte(testSecret), auth.Claims{Sub: user, Pub: []string{"**"}}, time.Hour)
 	if err != nil {
 		t.Fatalf("mint token for %s: %v", user, err)
 	}
