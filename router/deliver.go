@@ -34,9 +34,9 @@ type outMsg struct {
 	excludeID            uint64 // history mode: the sender's connection by id (its message came back through the stream)
 	replay               bool   // a resume replay, never held back for one (history.go)
 
-	once   [2]sync.Once
-	frames [2]*frame.Shared
-	errs   [2]error
+	once   [wire.NumCodecs]sync.Once
+	frames [wire.NumCodecs]*frame.Shared
+	errs   [wire.NumCodecs]error
 }
 
 var outPool = sync.Pool{New: func() any { return new(outMsg) }}

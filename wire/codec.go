@@ -13,14 +13,21 @@ type Codec uint8
 
 // Codecs.
 const (
-	CodecJSON    Codec = iota // gw.json, text frames
-	CodecMsgpack              // gw.msgpack, binary frames
+	CodecJSON     Codec = iota // gw.json, text frames
+	CodecMsgpack               // gw.msgpack, binary frames
+	CodecCBOR                  // gw.cbor, binary frames (PROTOCOL.md section 13)
+	CodecProtobuf              // gw.protobuf, binary frames (PROTOCOL.md section 13)
+
+	// NumCodecs sizes per-codec tables (a message's frame per encoding).
+	NumCodecs = int(iota)
 )
 
 // Subprotocol names (PROTOCOL.md section 2).
 const (
-	SubprotocolJSON    = "gw.json"
-	SubprotocolMsgpack = "gw.msgpack"
+	SubprotocolJSON     = "gw.json"
+	SubprotocolMsgpack  = "gw.msgpack"
+	SubprotocolCBOR     = "gw.cbor"
+	SubprotocolProtobuf = "gw.protobuf"
 )
 
 // ParseCodec maps a WebSocket subprotocol name to its Codec.
