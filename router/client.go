@@ -28,6 +28,10 @@ type client struct {
 	held      []*frame.Shared // normal-priority frames held while backlogged
 	heldBytes int
 	dropped   uint64 // low-priority messages dropped since the last gap message
+	// settling counts settle rounds in flight for new memberships: while
+	// it is above 0, everything written to the connection waits in held
+	// (settle.go).
+	settling int
 }
 
 // inRoom reports whether cl joined room.

@@ -199,7 +199,7 @@ func (s *shard) sendGap(cl *client, target Target, name []byte, n uint64) {
 	if c.State() >= engine.StateClosing {
 		return
 	}
-	if c.Backlogged() || len(cl.held) > 0 {
+	if c.Backlogged() || len(cl.held) > 0 || cl.settling > 0 {
 		cl.dropped += n
 		return
 	}
@@ -264,6 +264,8 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	// never report a drain, and held frames (and the gap) would be stranded.
 	backedUp := c.Backlogged() || len(cl.held) > 0
 	switch {
+	case cl.settling > 0:
+		// Its reply is not out yet (settle.go): hold whatever the priority.
 	case m.priority == PriorityLow && backedUp:
 		cl.dropped++
 		s.stats.DroppedLow++
@@ -277,7 +279,7 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	if q := queued + size; q > s.stats.MaxQueued {
 		s.stats.MaxQueued = q
 	}
-	if m.priority != PriorityHigh && backedUp {
+	if m.priority != PriorityHigh && backedUp || cl.settling > 0 {
 		f.Retain()
 		cl.held = append(cl.held, f)
 		cl.heldBytes += size
@@ -292,6 +294,9 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 // drain writes what was held while cl was backlogged, then one gap message
 // when low-priority messages were dropped meanwhile.
 func (s *shard) drain(cl *client) {
+	if cl.settling > 0 {
+		return // its settle round releases it (settle.go)
+	}
 	c := cl.conn
 	for i, f := range cl.held {
 		c.WriteShared(f)
@@ -309,11 +314,18 @@ func (s *shard) drain(cl *client) {
 	}
 }
 
-// write sends an encoded reply in cl's codec.
+// write sends an encoded reply in cl's codec; while cl is settling it
+// waits behind the frames held before it (settle.go).
 func (s *shard) write(cl *client, b []byte) {
 	op := ws.OpText
 	if cl.codec.Binary() {
 		op = ws.OpBinary
+	}
+	if cl.settling > 0 {
+		f := frame.NewShared(op, b)
+		cl.held = append(cl.held, f)
+		cl.heldBytes += len(f.Bytes())
+		return
 	}
 	cl.conn.WriteMessage(op, b)
 }

@@ -221,6 +221,9 @@ func (r *Router) activate(cl *client, clientID []byte) {
 	cl.conn.SetState(engine.StateActive)
 	s.addAuthed(cl)
 	r.joinAddr(cl, KindUser, cl.user)
+	if r.settleNeededForJoin() {
+		r.holdOutput(cl) // auth:ok once the user's subscription is in effect (settle.go)
+	}
 	s.out = cl.codec.AppendAuthOK(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, clientID)
 	s.write(cl, s.out)
 }
@@ -472,6 +475,9 @@ func (r *Router) addMembership(cl *client, e *Envelope, kind Kind, name []byte, 
 		return
 	default:
 		r.joinAddr(cl, kind, string(name))
+		if r.settleNeededForJoin() {
+			r.holdOutput(cl) // the reply once the subscription is in effect (settle.go)
+		}
 	}
 	s.out = cl.codec.AppendSimple(s.out[:0], reply, key, name, e.ID)
 	s.write(cl, s.out)
