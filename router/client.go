@@ -32,6 +32,9 @@ type client struct {
 	// it is above 0, everything written to the connection waits in held
 	// (settle.go).
 	settling int
+	// heldReplies counts the replies among held (written while settling),
+	// which are not deliveries.
+	heldReplies int
 }
 
 // inRoom reports whether cl joined room.
@@ -78,4 +81,5 @@ func (cl *client) releaseHeld() {
 	}
 	cl.held = cl.held[:0]
 	cl.heldBytes = 0
+	cl.heldReplies = 0
 }

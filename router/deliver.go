@@ -283,7 +283,9 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 		f.Retain()
 		cl.held = append(cl.held, f)
 		cl.heldBytes += size
-		s.stats.Held++
+		if cl.settling == 0 {
+			s.stats.Held++ // held for flow control, not for a reply to go first
+		}
 		return
 	}
 	c.WriteShared(f)
@@ -302,10 +304,11 @@ func (s *shard) drain(cl *client) {
 		c.WriteShared(f)
 		f.Release()
 		cl.held[i] = nil
-		s.stats.Deliveries++
 	}
+	s.stats.Deliveries += uint64(len(cl.held) - cl.heldReplies)
 	cl.held = cl.held[:0]
 	cl.heldBytes = 0
+	cl.heldReplies = 0
 	if cl.dropped > 0 {
 		s.out = cl.codec.AppendGap(s.out[:0], cl.dropped)
 		s.write(cl, s.out)
@@ -325,6 +328,7 @@ func (s *shard) write(cl *client, b []byte) {
 		f := frame.NewShared(op, b)
 		cl.held = append(cl.held, f)
 		cl.heldBytes += len(f.Bytes())
+		cl.heldReplies++
 		return
 	}
 	cl.conn.WriteMessage(op, b)

@@ -39,6 +39,9 @@
 //     by bytes there too), then tells the router what was dropped, so the
 //     receivers get `gap`. History gap fills run on their own workers
 //     (history.go), never on the receiver.
+//   - The sync goroutine (sync.go) runs Sync rounds: interest applied,
+//     earlier publishes settled, a PING/PONG, a sentinel through the
+//     receiver; then it calls the waiting done functions.
 //   - Counters are atomics, read by metrics at any time.
 package natsbp
 
