@@ -432,6 +432,7 @@ func (c *Conn) CloseSlowConsumer() {
 		c.loop.stats.Closes[closeIndex(CloseSlowConsumer)]++
 	}
 	c.setClosing()
+	c.flags &^= flagCloseHeld // our close frame answers a held one: AnswerClose has nothing left to do
 	c.flags |= flagDrainClose
 	c.backlog()
 	c.rearm()

@@ -418,6 +418,42 @@ func (l *churnLedger) churnMissingLocked() (missing []string, excused int) {
 	return missing, excused
 }
 
+// churnMissedByOpenLocked counts the deliveries that a connection ready
+// throughout (auth:ok, and joined for a room message, read before the send;
+// its close sent after the ack) did not get: auth:ok and joined promise
+// every acked message from then on, on that connection (a `send` goes to
+// every connection of the user). Call with l.mu held.
+func (l *churnLedger) churnMissedByOpenLocked() (checked, missed int, example string) {
+	for _, s := range l.order {
+		if !s.acked {
+			continue
+		}
+		for _, u := range s.receivers {
+			if len(l.gaps[u]) > 0 {
+				continue
+			}
+			for _, c := range l.conns[u] {
+				ready := c.authAt
+				if s.kind == "room" {
+					ready = c.joinedAt
+				}
+				if ready == 0 || ready >= s.sentAt || c.closeSentAt != 0 && c.closeSentAt <= s.ackAt {
+					continue
+				}
+				checked++
+				if c.seen[s.key] {
+					continue
+				}
+				missed++
+				if example == "" {
+					example = fmt.Sprintf("%s missed on conn %s of %s", s.key, c.conn, u)
+				}
+			}
+		}
+	}
+	return checked, missed, example
+}
+
 // TestChurnReconnectAcrossLoopsAndInstances is issue 9's fault scenario
 // "reconnect churn across loops and instances (0 lost)": users reconnect
 // make-before-break across two gateway instances (and their event loops)
@@ -543,18 +579,22 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 		gapCount += len(g)
 	}
 	missing, excused := l.churnMissingLocked()
+	checkedOpen, missedByOpen, example := l.churnMissedByOpenLocked()
 	t.Logf("churn (%s, %d users, %d rooms, %d senders x %d msg/s for %v, %d loops per gateway): "+
 		"sent %d, acked %d, errors %d %v, deliveries expected %d, delivered %d, lost %d, excused by gap %d, "+
-		"duplicates %d, gaps %d, reconnects %d; gateway counters %v",
+		"missed by a connection ready throughout %d of %d, duplicates %d, gaps %d, reconnects %d; gateway counters %v",
 		sz.name, sz.users, sz.rooms, sz.senders, sz.rate, sz.duration, sz.loops,
 		len(l.order), acked, errored, errCodes, expected, delivered, len(missing), excused,
-		l.dupes, gapCount, l.reconnect, counters)
+		missedByOpen, checkedOpen, l.dupes, gapCount, l.reconnect, counters)
 	for i, e := range l.errs {
 		if i == 10 {
 			t.Errorf("... %d more errors", len(l.errs)-10)
 			break
 		}
 		t.Errorf("protocol: %s", e)
+	}
+	if missedByOpen > 0 {
+		t.Errorf("%d deliveries missed by a connection that was ready from before the send until after the ack (%s)", missedByOpen, example)
 	}
 	if l.dupes > 0 {
 		t.Errorf("%d messages arrived twice on one connection", l.dupes)
