@@ -578,14 +578,27 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 	for _, g := range l.gaps {
 		gapCount += len(g)
 	}
+	// How long the settle rounds made clients wait: dial to auth:ok, and
+	// close sent to the gateway's close frame.
+	var maxAuth, maxClose time.Duration
+	for _, cs := range l.conns {
+		for _, c := range cs {
+			if c.authAt > 0 {
+				maxAuth = max(maxAuth, c.authAt-c.dialAt)
+			}
+			if c.closeSentAt > 0 && c.endAt > c.closeSentAt {
+				maxClose = max(maxClose, c.endAt-c.closeSentAt)
+			}
+		}
+	}
 	missing, excused := l.churnMissingLocked()
 	checkedOpen, missedByOpen, example := l.churnMissedByOpenLocked()
 	t.Logf("churn (%s, %d users, %d rooms, %d senders x %d msg/s for %v, %d loops per gateway): "+
 		"sent %d, acked %d, errors %d %v, deliveries expected %d, delivered %d, lost %d, excused by gap %d, "+
-		"missed by a connection ready throughout %d of %d, duplicates %d, gaps %d, reconnects %d; gateway counters %v",
+		"missed by a connection ready throughout %d of %d, duplicates %d, gaps %d, reconnects %d (longest wait for auth:ok %v, for a close answer %v); gateway counters %v",
 		sz.name, sz.users, sz.rooms, sz.senders, sz.rate, sz.duration, sz.loops,
 		len(l.order), acked, errored, errCodes, expected, delivered, len(missing), excused,
-		missedByOpen, checkedOpen, l.dupes, gapCount, l.reconnect, counters)
+		missedByOpen, checkedOpen, l.dupes, gapCount, l.reconnect, maxAuth.Round(time.Millisecond), maxClose.Round(time.Millisecond), counters)
 	for i, e := range l.errs {
 		if i == 10 {
 			t.Errorf("... %d more errors", len(l.errs)-10)
