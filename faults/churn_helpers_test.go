@@ -291,5 +291,5 @@ func churnWaitFor(d time.Duration, cond func() string) string {
 	}
 }
 
-// errChurnTimeout is a wait for a gateway reply that ran out of time.
-var errChurnTimeout = errors.New("timed out")
+// churnErrTimeout is a wait for a gateway reply that ran out of time.
+var churnErrTimeout = errors.New("timed out")

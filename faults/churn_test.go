@@ -86,7 +86,7 @@ type churnLedger struct {
 	reconnect int
 }
 
-func newChurnLedger() *churnLedger {
+func churnNewLedger() *churnLedger {
 	return &churnLedger{start: time.Now(), sent: map[string]*churnSent{}, recv: map[string]map[string]int{},
 		gaps: map[string][]churnFrame{}, conns: map[string][]*churnConn{}}
 }
@@ -177,7 +177,7 @@ func (c *churnConn) wait(ch chan struct{}, what string) error {
 	case <-c.done:
 		return fmt.Errorf("%s on %s: connection ended before %s", c.user, c.gateway, what)
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s on %s: %s: %w", c.user, c.gateway, what, errChurnTimeout)
+		return fmt.Errorf("%s on %s: %s: %w", c.user, c.gateway, what, churnErrTimeout)
 	}
 }
 
@@ -468,7 +468,7 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 		churnStartGateway(t, "churn-a", natsURL, sz.loops),
 		churnStartGateway(t, "churn-b", natsURL, sz.loops),
 	}
-	l := newChurnLedger()
+	l := churnNewLedger()
 
 	users := make([]string, sz.users)
 	rooms := make([]string, sz.rooms)
