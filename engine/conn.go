@@ -45,6 +45,7 @@ const (
 	flagDrainClose                         // close frame handed over: close TCP once gnet's buffer drained
 	flagHTTPHead                           // the cork starts with an HTTP response, not a frame
 	flagTCPClose                           // gnet was asked to close the socket
+	flagCloseHeld                          // the client's close frame came; the handler holds back the answer (CloseHolder)
 )
 
 // Conn is one client connection. Every method is for the owning event loop
@@ -431,6 +432,7 @@ func (c *Conn) CloseSlowConsumer() {
 		c.loop.stats.Closes[closeIndex(CloseSlowConsumer)]++
 	}
 	c.setClosing()
+	c.flags &^= flagCloseHeld // our close frame answers a held one: AnswerClose has nothing left to do
 	c.flags |= flagDrainClose
 	c.backlog()
 	c.rearm()
@@ -449,6 +451,12 @@ func (c *Conn) Close(code ws.StatusCode, reason string) {
 	c.sendClose(code, reason)
 	c.loop.stats.Closes[closeIndex(code)]++
 	c.setClosing()
+	if c.flags&flagCloseHeld != 0 {
+		// The client's close frame came already: ours answers it.
+		c.flags &^= flagCloseHeld
+		c.closeAfterFlush()
+		return
+	}
 	c.rearm()
 }
 

@@ -406,8 +406,8 @@ func (e *Engine) dispatch(c *Conn, m *frame.Message) {
 	l := c.loop
 	switch m.Op {
 	case ws.OpText, ws.OpBinary:
-		if c.state == StateClosing {
-			return // after our close frame, data is discarded (RFC 6455 5.5.1)
+		if c.state == StateClosing || c.flags&flagCloseHeld != 0 {
+			return // after a close frame, data is discarded (RFC 6455 5.5.1)
 		}
 		l.stats.MessagesIn++
 		c.lastMessage = l.wheel.now
@@ -425,20 +425,47 @@ func (e *Engine) dispatch(c *Conn, m *frame.Message) {
 		// Any inbound frame already cleared the ping deadline.
 	case ws.OpClose:
 		l.stats.ClosesReceived++
-		if c.flags&flagCloseSent == 0 {
-			cork := c.corkBuf()
-			if m.CloseCode == ws.StatusNoStatusRcvd {
-				cork.B = frame.AppendFrame(cork.B, ws.OpClose, nil)
-			} else {
-				cork.B = frame.AppendClose(cork.B, m.CloseCode, "")
+		if c.flags&(flagCloseSent|flagCloseHeld) != 0 {
+			if c.flags&flagCloseSent != 0 {
+				c.setClosing()
+				c.closeAfterFlush()
 			}
-			c.flags |= flagCloseSent
-			c.markDirty()
-			c.closeCode = m.CloseCode
+			return
 		}
-		c.setClosing()
-		c.closeAfterFlush()
+		c.closeCode = m.CloseCode
+		if h, ok := e.handler.(CloseHolder); ok && h.HoldClose(c) {
+			c.flags |= flagCloseHeld // the handler calls AnswerClose later
+			return
+		}
+		c.answerClose()
 	}
+}
+
+// answerClose echoes the client's close frame and closes the TCP
+// connection once it is written.
+func (c *Conn) answerClose() {
+	if c.flags&flagCloseSent == 0 {
+		cork := c.corkBuf()
+		if c.closeCode == ws.StatusNoStatusRcvd {
+			cork.B = frame.AppendFrame(cork.B, ws.OpClose, nil)
+		} else {
+			cork.B = frame.AppendClose(cork.B, c.closeCode, "")
+		}
+		c.flags |= flagCloseSent
+		c.markDirty()
+	}
+	c.setClosing()
+	c.closeAfterFlush()
+}
+
+// AnswerClose answers a client's close frame that the handler held back
+// (CloseHolder); nothing otherwise. Loop goroutine only.
+func (c *Conn) AnswerClose() {
+	if c.flags&flagCloseHeld == 0 || c.state == StateClosed {
+		return
+	}
+	c.flags &^= flagCloseHeld
+	c.answerClose()
 }
 
 // quietLogger drops gnet's own logging below errors into nothing: the

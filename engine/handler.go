@@ -36,6 +36,20 @@ type TickHandler interface {
 	OnTick(l *Loop)
 }
 
+// CloseHolder is an optional Handler ability: to finish what is already on
+// its way to a connection before answering the client's close frame. A
+// client that closes reads until our close frame, so everything written
+// before it still reaches the client (a user switching connections counts
+// on the old one until the switch: router.Router.HoldClose).
+type CloseHolder interface {
+	// HoldClose runs when a client's close frame arrives. Returning true
+	// holds back the answer: the connection stays open for writes (its
+	// state does not change; data messages from the client are discarded)
+	// until the handler calls c.AnswerClose on the loop. Returning false
+	// answers at once.
+	HoldClose(c *Conn) bool
+}
+
 // Decision is a Handler's answer to an upgrade request.
 type Decision struct {
 	// Status refuses the upgrade with this HTTP status when non-zero.

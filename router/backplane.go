@@ -222,3 +222,17 @@ func (b *hubBackplane) Close() error {
 }
 
 var _ Backplane = (*hubBackplane)(nil)
+
+// Syncer is a Backplane that can say when what this instance did so far
+// took effect: the router holds back the answers to auth, join and
+// subscribe, and to a client's close frame, until then (settle.go).
+type Syncer interface {
+	// Sync calls done, from a backplane goroutine, once (1) every Interest
+	// call and every Publish accepted before Sync are in effect on the
+	// server (subscriptions processed, messages confirmed or failed) and
+	// (2) every message the server sent this instance before that point
+	// has been handed to Host.Deliver. It must not block, nor must done;
+	// when the backplane cannot finish (disconnected, closing) it calls
+	// done anyway: its outage gap covers the rest.
+	Sync(done func())
+}

@@ -30,6 +30,13 @@ type client struct {
 	held      []*frame.Shared // normal-priority frames held while backlogged
 	heldBytes int
 	dropped   uint64 // low-priority messages dropped since the last gap message
+	// settling counts settle rounds in flight for new memberships: while
+	// it is above 0, everything written to the connection waits in held
+	// (settle.go).
+	settling int
+	// heldReplies counts the replies among held (written while settling),
+	// which are not deliveries.
+	heldReplies int
 }
 
 // inRoom reports whether cl joined room.
@@ -76,4 +83,5 @@ func (cl *client) releaseHeld() {
 	}
 	cl.held = cl.held[:0]
 	cl.heldBytes = 0
+	cl.heldReplies = 0
 }

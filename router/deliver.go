@@ -200,7 +200,7 @@ func (s *shard) sendGap(cl *client, target wire.Target, name []byte, n uint64) {
 	if c.State() >= engine.StateClosing {
 		return
 	}
-	if c.Backlogged() || len(cl.held) > 0 {
+	if c.Backlogged() || len(cl.held) > 0 || cl.settling > 0 {
 		cl.dropped += n
 		return
 	}
@@ -265,6 +265,8 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	// never report a drain, and held frames (and the gap) would be stranded.
 	backedUp := c.Backlogged() || len(cl.held) > 0
 	switch {
+	case cl.settling > 0:
+		// Its reply is not out yet (settle.go): hold whatever the priority.
 	case m.priority == wire.PriorityLow && backedUp:
 		cl.dropped++
 		s.stats.DroppedLow++
@@ -278,11 +280,13 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	if q := queued + size; q > s.stats.MaxQueued {
 		s.stats.MaxQueued = q
 	}
-	if m.priority != wire.PriorityHigh && backedUp {
+	if m.priority != wire.PriorityHigh && backedUp || cl.settling > 0 {
 		f.Retain()
 		cl.held = append(cl.held, f)
 		cl.heldBytes += size
-		s.stats.Held++
+		if cl.settling == 0 {
+			s.stats.Held++ // held for flow control, not for a reply to go first
+		}
 		return
 	}
 	c.WriteShared(f)
@@ -293,15 +297,19 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 // drain writes what was held while cl was backlogged, then one gap message
 // when low-priority messages were dropped meanwhile.
 func (s *shard) drain(cl *client) {
+	if cl.settling > 0 {
+		return // its settle round releases it (settle.go)
+	}
 	c := cl.conn
 	for i, f := range cl.held {
 		c.WriteShared(f)
 		f.Release()
 		cl.held[i] = nil
-		s.stats.Deliveries++
 	}
+	s.stats.Deliveries += uint64(len(cl.held) - cl.heldReplies)
 	cl.held = cl.held[:0]
 	cl.heldBytes = 0
+	cl.heldReplies = 0
 	if cl.dropped > 0 {
 		s.out = cl.codec.AppendGap(s.out[:0], cl.dropped)
 		s.write(cl, s.out)
@@ -310,11 +318,19 @@ func (s *shard) drain(cl *client) {
 	}
 }
 
-// write sends an encoded reply in cl's codec.
+// write sends an encoded reply in cl's codec; while cl is settling it
+// waits behind the frames held before it (settle.go).
 func (s *shard) write(cl *client, b []byte) {
 	op := ws.OpText
 	if cl.codec.Binary() {
 		op = ws.OpBinary
+	}
+	if cl.settling > 0 {
+		f := frame.NewShared(op, b)
+		cl.held = append(cl.held, f)
+		cl.heldBytes += len(f.Bytes())
+		cl.heldReplies++
+		return
 	}
 	cl.conn.WriteMessage(op, b)
 }

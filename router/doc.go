@@ -32,6 +32,12 @@
 //	  - With a backplane, a client's ack waits for the backplane's
 //	    confirmation (confirm.go): the loop keeps a ring of pending acks and
 //	    answers them from one posted task per batch of confirmations.
+//	  - Replies to auth, join and subscribe, and the answer to a client's
+//	    close frame, wait for a settle round (settle.go): the backplane's
+//	    Sync, then a fence task through every loop, then a task on the
+//	    connection's loop. Meanwhile the connection's output waits in
+//	    client.held (new membership) or it keeps receiving (close held by
+//	    the engine, engine.CloseHolder).
 //	  - A message is stamped and encoded once per codec in use (outMsg.frameFor,
 //	    guarded by sync.Once because several loops may want it at once), and
 //	    handed to each other loop with members by exactly one PostBytes; the

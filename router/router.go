@@ -223,6 +223,9 @@ func (r *Router) activate(cl *client, clientID []byte) {
 	cl.conn.SetState(engine.StateActive)
 	s.addAuthed(cl)
 	r.joinAddr(cl, KindUser, cl.user)
+	if r.settleNeededForJoin() {
+		r.holdOutput(cl) // auth:ok once the user's subscription is in effect (settle.go)
+	}
 	s.out = cl.codec.AppendAuthOK(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, clientID)
 	s.write(cl, s.out)
 }
@@ -474,6 +477,9 @@ func (r *Router) addMembership(cl *client, e *wire.Envelope, kind Kind, name []b
 		return
 	default:
 		r.joinAddr(cl, kind, string(name))
+		if r.settleNeededForJoin() {
+			r.holdOutput(cl) // the reply once the subscription is in effect (settle.go)
+		}
 	}
 	s.out = cl.codec.AppendSimple(s.out[:0], reply, key, name, e.ID)
 	s.write(cl, s.out)

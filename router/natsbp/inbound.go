@@ -68,12 +68,18 @@ type receiverState struct {
 	limit    int64
 	pumped   atomic.Uint64 // messages the pump took from the channel, queued or dropped
 
+	// A Sync round's sentinel (sync.go): the pump queues it past the byte
+	// budget, and the receiver signals sentinelDone when it reaches it.
+	sentinel     atomic.Pointer[nats.Msg]
+	sentinelDone chan *nats.Msg
+
 	subDrops dropCounter
 }
 
 type pendingMsg struct {
-	msg  *nats.Msg
-	size int64
+	msg      *nats.Msg
+	size     int64
+	sentinel bool // a Sync round's sentinel, not a message
 }
 
 // dropCounter turns nats.go's cumulative per-subscription drop counts into
@@ -91,6 +97,7 @@ func (rs *receiverState) init(limit int) {
 	}
 	rs.limit = int64(limit)
 	rs.kick = make(chan struct{}, 1)
+	rs.sentinelDone = make(chan *nats.Msg, 1)
 	rs.drops = map[string]uint64{}
 	rs.subDrops.taken = map[*nats.Subscription]int{}
 	rs.subDrops.suspects = map[*nats.Subscription]struct{}{}
@@ -121,6 +128,13 @@ func (b *Backplane) pump() {
 		case <-b.done:
 			return
 		case msg := <-b.inbox:
+			if msg == rs.sentinel.Load() {
+				rs.mu.Lock()
+				rs.q = append(rs.q, pendingMsg{msg: msg, sentinel: true})
+				rs.mu.Unlock()
+				rs.wake()
+				continue
+			}
 			size := int64(msg.Size()) + pendingOverhead
 			rs.mu.Lock()
 			if rs.bytes.Load()+size > rs.limit { // only the receiver lowers bytes meanwhile
@@ -161,6 +175,21 @@ func (b *Backplane) receive() {
 				break
 			}
 			for i := range batch {
+				if batch[i].sentinel {
+					// Everything before it is delivered; drops noted
+					// before it are told first.
+					for subj, n := range drops {
+						b.tellDropped(subj, n)
+					}
+					clear(drops)
+					select { // the receiver is the only sender: room after this
+					case <-rs.sentinelDone:
+					default:
+					}
+					rs.sentinelDone <- batch[i].msg
+					batch[i] = pendingMsg{}
+					continue
+				}
 				b.handle(batch[i].msg)
 				rs.bytes.Add(-batch[i].size)
 				batch[i] = pendingMsg{}

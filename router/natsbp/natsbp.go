@@ -39,6 +39,9 @@
 //     by bytes there too), then tells the router what was dropped, so the
 //     receivers get `gap`. History gap fills run on their own workers
 //     (history.go), never on the receiver.
+//   - The sync goroutine (sync.go) runs Sync rounds: interest applied,
+//     earlier publishes settled, a PING/PONG, a sentinel through the
+//     receiver; then it calls the waiting done functions.
 //   - Counters are atomics, read by metrics at any time.
 package natsbp
 
@@ -129,12 +132,13 @@ type Backplane struct {
 	inbox       chan *nats.Msg
 	rx          receiverState // the pump's queue and drop accounting (inbound.go)
 
-	mu           sync.Mutex // guards dirty, reconcileAll, barriers and closed
+	mu           sync.Mutex // guards dirty, reconcileAll, barriers, closed and syncs.waiting
 	dirty        map[addr]struct{}
 	reconcileAll bool
 	barriers     []chan struct{} // closed once the interest changes pending before them are applied
 	closed       bool
 	kick         chan struct{}
+	syncs        syncState // Sync requests (sync.go)
 
 	hist      *history                   // history mode; nil when off (history.go)
 	pres      *presence                  // presence queries (presence.go)
@@ -171,6 +175,9 @@ type outbound struct {
 	confirm router.Confirmer
 	seq     uint64 // ConfirmSeq
 	epoch   uint64 // readiness epoch when accepted (health.go)
+	// marker, when set, makes this no message but a Sync marker: closed
+	// once every message queued before it is settled (sync.go).
+	marker chan struct{}
 }
 
 // New prepares a backplane; Start (called by router.Bind) connects.
@@ -208,6 +215,7 @@ func New(opts Options) *Backplane {
 		inbox:   make(chan *nats.Msg, opts.PendingMsgs),
 		dirty:   map[addr]struct{}{},
 		kick:    make(chan struct{}, 1),
+		syncs:   syncState{kick: make(chan struct{}, 1)},
 		subs:    map[string]subscription{},
 		health:  newHealth(),
 		closing: make(chan struct{}),
@@ -278,10 +286,11 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		nc.Close()
 		return err
 	}
-	b.wg.Add(3)
+	b.wg.Add(4)
 	go b.publisher()
 	go b.receiver()
 	go b.interestLoop()
+	go b.syncLoop()
 	return nil
 }
 
@@ -369,6 +378,7 @@ func (b *Backplane) publisher() {
 	defer close(b.pubDone)
 	batch := make([]outbound, 0, 64)
 	var settle []settlement
+	var markers []chan struct{}
 	for {
 		var o outbound
 		select {
@@ -394,6 +404,7 @@ func (b *Backplane) publisher() {
 			}
 		}
 		b.queuedBytes.Add(-int64(size))
+		batch, markers = takeMarkers(batch, markers[:0])
 		// Epochs never decrease along the queue: the stale ones (accepted
 		// before an outage) come first and fail without being sent.
 		epoch := b.readyEpoch.Load()
@@ -407,7 +418,27 @@ func (b *Backplane) publisher() {
 		for i := range batch {
 			batch[i] = outbound{}
 		}
+		for i, m := range markers {
+			close(m) // everything queued before it is settled
+			markers[i] = nil
+		}
 	}
+}
+
+// takeMarkers removes the Sync markers from batch, keeping the messages in
+// order, and appends them to markers.
+func takeMarkers(batch []outbound, markers []chan struct{}) ([]outbound, []chan struct{}) {
+	n := 0
+	for _, o := range batch {
+		if o.marker != nil {
+			markers = append(markers, o.marker)
+			continue
+		}
+		batch[n] = o
+		n++
+	}
+	clear(batch[n:])
+	return batch[:n], markers
 }
 
 // sendConfirmed publishes batch and waits until the server has processed
