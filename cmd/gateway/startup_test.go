@@ -245,8 +245,15 @@ func TestStartupSIGTERMWhileWaiting(t *testing.T) {
 
 // -history on an embedded three-node cluster: the gateways start together
 // (each waits for the JetStream meta leader), and a room message published
-// on one is resumable on the two others.
+// on one is resumable on the two others, with the stream on one server
+// (-history-replicas 1, the default) and on all three.
 func TestEmbeddedClusterHistory(t *testing.T) {
+	for _, replicas := range []string{"1", "3"} {
+		t.Run("replicas"+replicas, func(t *testing.T) { embeddedClusterHistory(t, replicas) })
+	}
+}
+
+func embeddedClusterHistory(t *testing.T, replicas string) {
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	var urls []string
 	for _, r := range routes {
@@ -254,7 +261,7 @@ func TestEmbeddedClusterHistory(t *testing.T) {
 	}
 	procs := make([]*launched, 3)
 	for i := range procs {
-		procs[i] = launch(t, baseArgs("-history", "-data-dir", t.TempDir(), "-instance-id", fmt.Sprintf("g%d", i+1),
+		procs[i] = launch(t, baseArgs("-history", "-history-replicas", replicas, "-data-dir", t.TempDir(), "-instance-id", fmt.Sprintf("g%d", i+1),
 			"-nats-cluster", routes[i], "-nats-routes", strings.Join(urls, ","))...)
 	}
 	addrs := make([]string, 3)
