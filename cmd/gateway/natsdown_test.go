@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestNATSDownLocalDelivery(t *testing.T) {
 	natsAddr := freeAddr(t)
 	a := startGateway(t, baseArgs("-nats-listen", natsAddr, "-instance-id", "a")...)
 	b := startGateway(t, "-jwt-secret", testSecret, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-loops", "1",
-		"-instance-id", "b", "-nats-url", "nats://"+natsAddr)
+		"-instance-id", "b", "-nats-url", "nats://"+natsAddr, "-api-key", "k")
 	alice, bob := dialClient(t, b.Addr, "alice"), dialClient(t, b.Addr, "bob")
 	alice.join("lobby")
 	bob.join("lobby")
@@ -61,6 +62,31 @@ func TestNATSDownLocalDelivery(t *testing.T) {
 	bob.send(map[string]any{"type": "ping", "id": "p"})
 	if m := bob.read(); m.Type != "pong" {
 		t.Fatalf("bob got %+v before his pong: a refused message was delivered locally", m)
+	}
+	// New connections authenticate and join; presence needs the other
+	// instances and is refused; so is the service API.
+	carol := dialClient(t, b.Addr, "carol")
+	carol.join("lobby")
+	carol.send(map[string]any{"type": "presence", "room": "lobby", "id": "q"})
+	if m := carol.read(); m.Type != "error" || m.Code != "unavailable" {
+		t.Fatalf("presence with NATS down: %+v, want error unavailable", m)
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+b.Admin+"/api/publish", strings.NewReader(`{"room":"lobby","data":"svc"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer k")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/api/publish with NATS down: %d, want 503", resp.StatusCode)
+	}
+	bob.send(map[string]any{"type": "ping", "id": "p2"})
+	if m := bob.read(); m.Type != "pong" {
+		t.Fatalf("bob got %+v before his pong: a refused service message was delivered locally", m)
 	}
 
 	// The NATS server comes back (a new embedded one on the same port):
