@@ -271,35 +271,76 @@ func embeddedClusterHistory(t *testing.T, replicas string) {
 	}
 	alice := dialClient(t, addrs[0], "alice")
 	alice.join("lobby")
-	alice.send(map[string]any{"type": "message", "room": "lobby", "data": "kept", "id": "m1"})
-	for {
-		m := alice.read()
-		if m.Type == "ack" && m.ID == "m1" {
-			break
-		}
-		if m.Type == "error" {
-			t.Fatalf("publish on g1: %+v", m)
-		}
+	if m := publishAcked(t, alice, "kept", 1); m.Type != "ack" {
+		t.Fatalf("publish on g1: %+v", m)
 	}
 	for i, addr := range addrs[1:] {
-		cl := dialClient(t, addr, fmt.Sprintf("reader%d", i+2))
-		cl.join("lobby")
-		cl.send(map[string]any{"type": "resume", "room": "lobby", "since": 0, "id": "r"})
-		var got []string
+		if got := resumeAll(t, addr, fmt.Sprintf("reader%d", i+2)); len(got) != 1 || got[0] != `"kept"` {
+			t.Fatalf("g%d resume since 0: %v, want the message published on g1", i+2, got)
+		}
+	}
+	if replicas != "3" {
+		return
+	}
+	// Three copies: with one node gone (SIGKILL, its NATS node with it) the
+	// others still store and replay. A client retries `unavailable` while
+	// JetStream elects a new stream leader (bounded: 20 tries of at most 5s).
+	_ = procs[2].cmd.Process.Kill()
+	procs[2].exited(10 * time.Second)
+	if m := publishAcked(t, alice, "after-loss", 20); m.Type != "ack" {
+		t.Fatalf("publish on g1 with g3 gone: %+v", m)
+	}
+	// A try answered `unavailable` may have been stored all the same (the
+	// answer means "not known to be stored"): repeats of the second message
+	// are allowed, nothing else.
+	got := resumeAll(t, addrs[1], "reader-late")
+	ok := len(got) >= 2 && got[0] == `"kept"`
+	for _, d := range got[1:] {
+		ok = ok && d == `"after-loss"`
+	}
+	if !ok {
+		t.Fatalf("g2 resume since 0 with g3 gone: %v, want both messages", got)
+	}
+}
+
+// publishAcked sends a room message to lobby, retrying on `error
+// unavailable` up to tries times, and returns the last answer.
+func publishAcked(t *testing.T, cl *wsClient, data string, tries int) frameMsg {
+	t.Helper()
+	var m frameMsg
+	for try := range tries {
+		id := fmt.Sprintf("%s-%d", data, try)
+		cl.send(map[string]any{"type": "message", "room": "lobby", "data": data, "id": id})
 		for {
-			m := cl.read()
-			if m.Type == "message" && m.Room == "lobby" {
-				got = append(got, string(m.Data))
-			}
-			if m.Type == "error" {
-				t.Fatalf("g%d resume: %+v", i+2, m)
-			}
-			if m.Type == "resumed" {
+			m = cl.read()
+			if m.ID == id && (m.Type == "ack" || m.Type == "error") {
 				break
 			}
 		}
-		if len(got) == 0 || got[0] != `"kept"` {
-			t.Fatalf("g%d resume since 0: %v, want the message published on g1", i+2, got)
+		if m.Type == "ack" || m.Code != "unavailable" {
+			return m
+		}
+	}
+	return m
+}
+
+// resumeAll connects to addr as user, joins lobby, resumes it from the
+// start and returns the data of the replayed messages.
+func resumeAll(t *testing.T, addr, user string) []string {
+	t.Helper()
+	cl := dialClient(t, addr, user)
+	cl.join("lobby")
+	cl.send(map[string]any{"type": "resume", "room": "lobby", "since": 0, "id": "r"})
+	var got []string
+	for {
+		m := cl.read()
+		switch m.Type {
+		case "message":
+			got = append(got, string(m.Data))
+		case "error":
+			t.Fatalf("%s resume: %+v", user, m)
+		case "resumed":
+			return got
 		}
 	}
 }
