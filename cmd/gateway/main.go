@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -48,16 +48,25 @@ func run(args []string, stderr *os.File) int {
 		return 2
 	}
 	// Signals are caught from the start, so one that comes during startup
-	// drains right after it instead of killing the process.
+	// drains right after it instead of killing the process; while startup
+	// waits (for NATS, for the JetStream meta leader) it also ends the wait.
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
+	startCtx, endStartup := startupContext()
+	defer endStartup()
 
 	log := o.logger(stderr)
 	slog.SetDefault(log)
 	debug.SetGCPercent(o.GOGC)
 	if o.MemoryLimit > 0 {
 		debug.SetMemoryLimit(o.MemoryLimit)
+	}
+	// Everything that can be checked before starting is: ports bindable,
+	// data directory writable (docs/operations.md, "Startup checks").
+	if err := o.preflight(); err != nil {
+		fmt.Fprintf(stderr, "gateway: %v\n", err)
+		return 1
 	}
 
 	var h engine.Handler
@@ -76,8 +85,13 @@ func run(args []string, stderr *os.File) int {
 		}
 		var ns *server.Server
 		var err error
-		bp, ns, err = startBackplane(&o, log)
+		bp, ns, err = startBackplane(startCtx, &o, log)
 		if err != nil {
+			if startCtx.Err() != nil {
+				// A stop requested before anything served is a clean stop.
+				fmt.Fprintf(stderr, "gateway: startup interrupted, exiting: %v\n", err)
+				return 0
+			}
 			fmt.Fprintf(stderr, "gateway: %v\n", err)
 			return 1
 		}
@@ -132,6 +146,7 @@ func run(args []string, stderr *os.File) int {
 		log.Info("admin listening", "addr", adm.Addr(), "pprof", o.PProf)
 	}
 
+	endStartup()
 	select {
 	case s := <-sig:
 		// Not ready first, so a load balancer moves away while we drain.
@@ -170,14 +185,38 @@ func run(args []string, stderr *os.File) int {
 	return 0
 }
 
+// startupContext is cancelled, with the signal as its cause, by a SIGINT
+// or SIGTERM that arrives before end is called (the end of startup).
+func startupContext() (ctx context.Context, end func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			cancel(fmt.Errorf("%v during startup", s))
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(ch)
+			close(done)
+		})
+	}
+}
+
 // startBackplane connects the router to NATS: an external server or
-// cluster with -nats-url, else an embedded server (returned, to shut down).
-func startBackplane(o *options, log *slog.Logger) (*natsbp.Backplane, *server.Server, error) {
+// cluster with -nats-url, else an embedded server (returned, to shut down),
+// waited for until it is ready or ctx ends.
+func startBackplane(ctx context.Context, o *options, log *slog.Logger) (*natsbp.Backplane, *server.Server, error) {
 	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log, PresenceWindow: o.PresenceWindow,
 		InstanceTimeout: o.InstanceTimeout, ConfirmTimeout: o.PublishConfirmTimeout, PublishQueueBytes: o.PublishQueueBytes,
 		PendingBytes: o.NATSPendingBytes}
 	if o.History {
-		bo.History = natsbp.HistoryOptions{Enabled: true, MaxMsgs: o.HistoryMaxMsgs, MaxAge: o.HistoryTTL,
+		bo.History = natsbp.HistoryOptions{Enabled: true, MaxMsgs: o.HistoryMaxMsgs, MaxAge: o.HistoryTTL, Replicas: o.HistoryReplica,
 			GapFillWorkers: o.HistoryFillWorkers, GapFillTimeout: o.HistoryFillTimeout, GapParkBytes: o.HistoryParkBytes}
 		if o.HistoryTTL == 0 {
 			bo.History.MaxAge = -1 // the flag's 0 means no age limit
@@ -185,19 +224,11 @@ func startBackplane(o *options, log *slog.Logger) (*natsbp.Backplane, *server.Se
 	}
 	var ns *server.Server
 	if o.NATSURL != "" {
-		for _, u := range strings.Split(o.NATSURL, ",") {
-			bo.URLs = append(bo.URLs, strings.TrimSpace(u))
-		}
+		bo.URLs = splitList(o.NATSURL)
 	} else {
-		eo := natsbp.EmbeddedOptions{Listen: o.NATSListen, ClusterListen: o.NATSCluster, ServerName: o.Router.InstanceID,
-			JetStream: o.History, StoreDir: o.DataDir}
-		for _, r := range strings.Split(o.NATSRoutes, ",") {
-			if r = strings.TrimSpace(r); r != "" {
-				eo.Routes = append(eo.Routes, r)
-			}
-		}
+		eo := o.embeddedOptions(log)
 		var err error
-		if ns, err = natsbp.StartEmbedded(eo); err != nil {
+		if ns, err = natsbp.StartEmbeddedContext(ctx, eo); err != nil {
 			return nil, nil, err
 		}
 		bo.Server = ns

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +59,7 @@ type options struct {
 	HistoryFillWorkers int
 	HistoryFillTimeout time.Duration
 	HistoryParkBytes   int
+	HistoryReplica     int
 	PresenceWindow     time.Duration
 
 	InstanceTimeout       time.Duration
@@ -100,7 +103,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA (RS256) or EC P-256 (ES256) public key for client tokens")
 	fs.BoolVar(&r.Auth.AllowNoExp, "jwt-allow-no-exp", false, "accept tokens without an exp claim")
 	fs.DurationVar(&r.AuthTimeout, "auth-timeout", 5*time.Second, "close with 4008 when no valid auth message arrives this long after the upgrade")
-	fs.StringVar(&r.InstanceID, "instance-id", "", "this instance's id in message ids and on the backplane (default: random)")
+	fs.StringVar(&r.InstanceID, "instance-id", "", "this instance's id in message ids, on the backplane and as its embedded NATS server's name (default: random; required and stable with -history and -nats-cluster)")
 	fs.BoolVar(&r.PresenceEvents, "presence-events", false, "send user:joined / user:left to room members")
 	fs.Float64Var(&r.RateMsgs, "rate-msgs", 100, "messages per second per connection, sustained (0 = unlimited)")
 	fs.Float64Var(&r.RateBytes, "rate-bytes", 1<<20, "inbound bytes per second per connection, sustained (0 = unlimited)")
@@ -116,18 +119,19 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json (log/slog)")
 	fs.StringVar(&o.APIKey, "api-key", "", "bearer key for POST /api/publish on the admin port (default: $WSGATE_API_KEY; empty disables the API)")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "external NATS server(s), comma-separated; empty runs an embedded NATS server")
-	fs.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server, for services ('-' = in-process only)")
+	fs.StringVar(&o.NATSListen, "nats-listen", natsbp.DefaultEmbeddedListen, "client address of the embedded NATS server, for services ('-' = in-process only; not with -nats-cluster)")
 	fs.StringVar(&o.NATSCluster, "nats-cluster", "", "route listen address of the embedded NATS server, to cluster gateways (e.g. 0.0.0.0:6222)")
 	fs.StringVar(&o.NATSRoutes, "nats-routes", "", "comma-separated nats-route://host:port of other gateways' embedded servers")
 	fs.StringVar(&o.NATSPrefix, "nats-prefix", "gw", "prefix of every NATS subject")
 	fs.BoolVar(&o.History, "history", false, "keep room messages in JetStream: delivered room messages carry seq and resume replays gaps")
-	fs.StringVar(&o.DataDir, "data-dir", "wsgate-data", "where the embedded NATS server keeps history (JetStream files)")
+	fs.StringVar(&o.DataDir, "data-dir", "wsgate-data", "where the embedded NATS server keeps history (JetStream files); created if missing, one per instance")
 	fs.Int64Var(&o.HistoryMaxMsgs, "history-max-msgs", 100, "messages kept per room with -history")
 	fs.DurationVar(&o.HistoryTTL, "history-ttl", 24*time.Hour, "how long room messages are kept with -history (0 = no age limit)")
 	fs.IntVar(&o.NATSPendingBytes, "nats-pending-bytes", natsbp.DefaultPendingBytes, "bytes of messages from NATS waiting to be routed; past it they are dropped, counted (backplane_dropped_total) and the receivers told with gap")
 	fs.IntVar(&o.HistoryFillWorkers, "history-fill-workers", natsbp.DefaultGapFillWorkers, "with -history, rooms whose live gaps are filled from the history at once")
 	fs.DurationVar(&o.HistoryFillTimeout, "history-fill-timeout", natsbp.DefaultGapFillTimeout, "with -history, time allowed for one gap fill; past it the members get gap")
 	fs.IntVar(&o.HistoryParkBytes, "history-park-bytes", natsbp.DefaultGapParkBytes, "with -history, bytes of live messages held back while their rooms' gaps are filled; past it the next fill fetches them")
+	fs.IntVar(&o.HistoryReplica, "history-replicas", 1, "copies of the history stream on the NATS cluster's servers (1 to 5; 3 on a three-server cluster survives one server's loss)")
 	fs.DurationVar(&o.PresenceWindow, "presence-window", 100*time.Millisecond, "how long a presence query waits for the other instances' answers")
 	fs.DurationVar(&o.InstanceTimeout, "instance-timeout", natsbp.DefaultInstanceTimeout, "after a NATS reconnect, wait this long at most for instances seen before it to heartbeat again before acking messages")
 	fs.DurationVar(&o.PublishConfirmTimeout, "publish-confirm-timeout", natsbp.DefaultConfirmTimeout, "wait this long for NATS to confirm published messages (and any socket write) before answering error unavailable")
@@ -217,6 +221,7 @@ func (o *options) finish() error {
 	if o.NATSURL != "" && (o.NATSCluster != "" || o.NATSRoutes != "") {
 		errs = append(errs, errors.New("-nats-cluster and -nats-routes configure the embedded server; they do not combine with -nats-url"))
 	}
+	errs = append(errs, o.checkAddresses()...)
 	if o.NATSPrefix == "" || strings.ContainsAny(o.NATSPrefix, " *>") {
 		errs = append(errs, fmt.Errorf("nats-prefix %q: want a subject token such as gw", o.NATSPrefix))
 	}
@@ -253,6 +258,15 @@ func (o *options) finish() error {
 	if o.History && o.DataDir == "" && o.NATSURL == "" {
 		errs = append(errs, errors.New("-history with the embedded NATS server needs -data-dir"))
 	}
+	if o.HistoryReplica < 1 || o.HistoryReplica > 5 {
+		errs = append(errs, fmt.Errorf("history-replicas %d: want 1 to 5", o.HistoryReplica))
+	}
+	if o.History && o.NATSURL == "" && o.NATSCluster != "" && o.Router.InstanceID == "" {
+		errs = append(errs, errors.New("-history with -nats-cluster needs -instance-id: JetStream in a cluster knows its servers by name, which must be unique and the same after a restart"))
+	}
+	if o.History && o.NATSURL == "" && o.NATSCluster == "" && o.HistoryReplica > 1 {
+		errs = append(errs, fmt.Errorf("history-replicas %d: a lone embedded NATS server holds one copy; cluster it (-nats-cluster) or use -nats-url", o.HistoryReplica))
+	}
 	o.Router.History = o.History
 	if o.Echo && o.Broadcast {
 		errs = append(errs, errors.New("-echo and -broadcast are exclusive"))
@@ -260,6 +274,97 @@ func (o *options) finish() error {
 	o.Engine.Normalize()
 	if err := o.Engine.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// checkAddresses checks the form of every address flag, so a typo is
+// reported before anything starts (binding them is preflight's part).
+func (o *options) checkAddresses() []error {
+	var errs []error
+	listen := func(name, addr string) {
+		if _, _, err := natsbp.SplitListenAddr(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+		}
+	}
+	listen("addr", o.Engine.Addr)
+	if o.AdminAddr != "" {
+		listen("admin-addr", o.AdminAddr)
+	}
+	if o.NATSURL != "" {
+		for _, u := range splitList(o.NATSURL) {
+			if err := checkNATSURL(u); err != nil {
+				errs = append(errs, fmt.Errorf("nats-url %q: %w", u, err))
+			}
+		}
+		return errs
+	}
+	if o.NATSListen == "-" {
+		if o.NATSCluster != "" {
+			errs = append(errs, errors.New("-nats-listen - (no client port) cannot be combined with -nats-cluster: the embedded NATS server opens its route port only after its client port; use -nats-listen 127.0.0.1:0 for a private one"))
+		}
+	} else {
+		listen("nats-listen", o.NATSListen)
+	}
+	if o.NATSCluster != "" {
+		listen("nats-cluster", o.NATSCluster)
+	}
+	routes := splitList(o.NATSRoutes)
+	if len(routes) > 0 && o.NATSCluster == "" {
+		errs = append(errs, errors.New("-nats-routes needs -nats-cluster (this server's route listen address)"))
+	}
+	for _, r := range routes {
+		if _, err := natsbp.ParseRouteURL(r); err != nil {
+			errs = append(errs, fmt.Errorf("nats-routes: %w", err))
+		}
+	}
+	return errs
+}
+
+// checkNATSURL accepts what nats.go accepts: [scheme://][user@]host[:port]
+// with scheme nats, tls, ws or wss.
+func checkNATSURL(s string) error {
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return fmt.Errorf("scheme %q: want nats, tls, ws or wss", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return errors.New("no host")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("bad port %q", p)
+		}
+	}
+	return nil
+}
+
+// embeddedOptions is the embedded NATS server the flags describe.
+func (o *options) embeddedOptions(log *slog.Logger) natsbp.EmbeddedOptions {
+	return natsbp.EmbeddedOptions{Listen: o.NATSListen, ClusterListen: o.NATSCluster, Routes: splitList(o.NATSRoutes),
+		ServerName: o.Router.InstanceID, JetStream: o.History, StoreDir: o.DataDir, Logger: log}
+}
+
+// preflight checks, before anything starts, what would otherwise fail
+// half-way through startup: every listen address can be bound (bound and
+// closed again), and with -history the embedded server's -data-dir is a
+// writable directory (created if missing). Echo and broadcast modes start
+// no NATS, so only their listeners are checked.
+func (o *options) preflight() error {
+	errs := []error{natsbp.CheckListen("addr", o.Engine.Addr)}
+	if o.AdminAddr != "" {
+		errs = append(errs, natsbp.CheckListen("admin-addr", o.AdminAddr))
+	}
+	if !o.Echo && !o.Broadcast && o.NATSURL == "" {
+		errs = append(errs, o.embeddedOptions(nil).Preflight())
 	}
 	return errors.Join(errs...)
 }

@@ -291,6 +291,25 @@ func (b *Backplane) interestBarrier() <-chan struct{} {
 	return c
 }
 
+// createStream creates or updates the stream within 10s, in attempts of
+// 2s: when gateways of one cluster start together, all but one of their
+// concurrent creates of a replicated stream go unanswered by nats-server
+// v2.15, and a retry finds the stream created (seen with 3 embedded
+// servers and 3 replicas: every create timed out without the retry).
+func createStream(js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), min(2*time.Second, time.Until(deadline)))
+		st, err := js.CreateOrUpdateStream(ctx, cfg)
+		cancel()
+		if err == nil || time.Until(deadline) <= 0 {
+			return st, err
+		}
+		// A quick refusal (no peers placed yet): a short backoff, not a spin.
+		time.Sleep(min(100*time.Millisecond, max(0, time.Until(deadline))))
+	}
+}
+
 // startHistory creates (or updates) the stream and starts the history
 // goroutines; nothing when history is off.
 func (b *Backplane) startHistory() error {
@@ -324,9 +343,7 @@ func (b *Backplane) startHistory() error {
 	if o.MaxAge > 0 && o.MaxAge < cfg.Duplicates {
 		cfg.Duplicates = o.MaxAge
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.CreateOrUpdateStream(ctx, cfg)
+	st, err := createStream(js, cfg)
 	if err != nil {
 		return fmt.Errorf("natsbp: history stream %s (is JetStream on?): %w", o.Stream, err)
 	}
