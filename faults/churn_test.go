@@ -3,8 +3,8 @@ package faults
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// churnSize is how big a churn run is (FAULTS_SIZE=reduced|full).
+// churnSize is how big a churn run is.
 type churnSize struct {
-	name     string
 	users    int           // users reconnecting all the time
 	rooms    int           // each user joins room user%rooms on every connection
 	senders  int           // sender connections, alternating between the instances
@@ -24,19 +23,36 @@ type churnSize struct {
 	loops    int           // event loops per gateway
 }
 
-// churnSizeFromEnv reads FAULTS_SIZE: reduced (the default, a few seconds
-// of traffic, part of `make test`) or full (`make faults`).
-func churnSizeFromEnv(t *testing.T) churnSize {
-	t.Helper()
-	switch s := os.Getenv("FAULTS_SIZE"); s {
-	case "", "reduced":
-		return churnSize{name: "reduced", users: 8, rooms: 4, senders: 2, rate: 250, duration: 4 * time.Second, loops: 2}
-	case "full":
-		return churnSize{name: "full", users: 32, rooms: 8, senders: 4, rate: 400, duration: 15 * time.Second, loops: 3}
-	default:
-		t.Fatalf("FAULTS_SIZE=%q: want reduced or full", s)
-		return churnSize{}
-	}
+// churnSizeOf is the churn run for size: reduced is a few seconds of
+// traffic (part of `make test`), full is `make faults`.
+func churnSizeOf(size suiteSize) churnSize {
+	return pick(size,
+		churnSize{users: 8, rooms: 4, senders: 2, rate: 250, duration: 4 * time.Second, loops: 2},
+		churnSize{users: 32, rooms: 8, senders: 4, rate: 400, duration: 15 * time.Second, loops: 3})
+}
+
+// churnFrame is a gateway message as the churn test reads it: the suite's
+// frameMsg plus what auth:ok tells (conn, instance), which the ledger
+// records to explain a loss.
+type churnFrame struct {
+	Type     string          `json:"type"`
+	ID       string          `json:"id"`
+	Room     string          `json:"room"`
+	To       string          `json:"to"`
+	From     string          `json:"from"`
+	Code     string          `json:"code"`
+	Message  string          `json:"message"`
+	Conn     string          `json:"conn"`
+	Instance string          `json:"instance"`
+	Reason   string          `json:"reason"`
+	Dropped  int             `json:"dropped"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// churnPayload is the data of every test message: its key, unique per
+// message across the run.
+type churnPayload struct {
+	K string `json:"k"`
 }
 
 // churnSent is one message a sender sent, and what became of it.
@@ -95,14 +111,14 @@ func (l *churnLedger) now() time.Duration { return time.Since(l.start) }
 
 // churnDial opens a connection for user on g (token on the upgrade, so
 // auth:ok is the first message) and starts its reader.
-func churnDial(l *churnLedger, g *churnGateway, user, token string) (*churnConn, error) {
+func churnDial(l *churnLedger, g *gateway, user, tok string) (*churnConn, error) {
 	c := &churnConn{user: user, gateway: g.name, auth: make(chan struct{}), joined: make(chan struct{}), done: make(chan struct{}), seen: map[string]bool{}}
 	l.mu.Lock()
 	c.dialAt = l.now()
 	l.conns[user] = append(l.conns[user], c)
 	l.mu.Unlock()
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	ws, _, err := d.Dial("ws://"+g.addr+"/ws?token="+token, nil)
+	ws, _, err := d.Dial("ws://"+g.Addr+"/ws?token="+tok, nil)
 	if err != nil {
 		close(c.done)
 		return nil, fmt.Errorf("dial %s as %s: %w", g.name, user, err)
@@ -177,7 +193,7 @@ func (c *churnConn) wait(ch chan struct{}, what string) error {
 	case <-c.done:
 		return fmt.Errorf("%s on %s: connection ended before %s", c.user, c.gateway, what)
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s on %s: %s: %w", c.user, c.gateway, what, churnErrTimeout)
+		return fmt.Errorf("%s on %s: %s: %w (10s)", c.user, c.gateway, what, errNothing)
 	}
 }
 
@@ -223,15 +239,15 @@ func (c *churnConn) closeHandshake(l *churnLedger) error {
 // room before the old one is closed. Even users switch instance every
 // time, odd users every second time (same instance, usually another event
 // loop). It returns the open connection it ends with.
-func churnUser(l *churnLedger, gws []*churnGateway, i int, user, token, room string, started chan<- error, stop <-chan struct{}) (*churnConn, error) {
-	pick := func(cycle int) *churnGateway {
+func churnUser(l *churnLedger, gws []*gateway, i int, user, tok, room string, started chan<- error, stop <-chan struct{}) (*churnConn, error) {
+	gatewayFor := func(cycle int) *gateway {
 		if i%2 == 1 {
 			cycle /= 2
 		}
 		return gws[(i+cycle)%len(gws)]
 	}
 	connect := func(cycle int) (*churnConn, error) {
-		c, err := churnDial(l, pick(cycle), user, token)
+		c, err := churnDial(l, gatewayFor(cycle), user, tok)
 		if err != nil {
 			return nil, err
 		}
@@ -274,10 +290,10 @@ func churnUser(l *churnLedger, gws []*churnGateway, i int, user, token, room str
 // second, alternating `send` to a user and `message` to a room, and
 // records acks and errors. It returns once everything is answered (or 15 s
 // after the last send).
-func churnSender(l *churnLedger, g *churnGateway, idx int, token string, sz churnSize, users, rooms []string, members map[string][]string) error {
+func churnSender(l *churnLedger, g *gateway, idx int, tok string, sz churnSize, users, rooms []string, members map[string][]string) error {
 	name := fmt.Sprintf("sender%d", idx)
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	ws, _, err := d.Dial("ws://"+g.addr+"/ws?token="+token, nil)
+	ws, _, err := d.Dial("ws://"+g.Addr+"/ws?token="+tok, nil)
 	if err != nil {
 		return fmt.Errorf("%s: dial %s: %w", name, g.name, err)
 	}
@@ -333,7 +349,7 @@ func churnSender(l *churnLedger, g *churnGateway, idx int, token string, sz chur
 			return fmt.Errorf("%s: join: %w", name, err)
 		}
 	}
-	if msg := churnWaitFor(10*time.Second, func() string {
+	if msg := pollUntil(10*time.Second, func() string {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if len(joined) < len(rooms) {
@@ -462,11 +478,24 @@ func (l *churnLedger) churnMissedByOpenLocked() (checked, missed int, example st
 // connections that was open while it was sent, unless that receiver was
 // told with `gap` (docs/architecture.md, "Delivery guarantee").
 func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
-	sz := churnSizeFromEnv(t)
-	natsURL := churnStartNATS(t)
-	gws := []*churnGateway{
-		churnStartGateway(t, "churn-a", natsURL, sz.loops),
-		churnStartGateway(t, "churn-b", natsURL, sz.loops),
+	size := sizeOf(t)
+	sz := churnSizeOf(size)
+	natsURL := startNATS(t, 0).ClientURL()
+	var gws []*gateway
+	for _, name := range []string{"churn-a", "churn-b"} {
+		gws = append(gws, startGateway(t, name, nil, gatewayArgs(natsURL,
+			"-instance-id", name,
+			"-loops", strconv.Itoa(sz.loops),
+			"-rate-msgs", "0", "-rate-bytes", "0",
+			"-drain-time", "0s")...))
+	}
+	for _, g := range gws {
+		waitUntil(t, 20*time.Second, func() string {
+			if !g.ready() {
+				return fmt.Sprintf("gateway %s not ready (/readyz)", g.name)
+			}
+			return ""
+		})
 	}
 	l := churnNewLedger()
 
@@ -479,7 +508,7 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 	tokens := map[string]string{}
 	for i := range users {
 		users[i] = fmt.Sprintf("churn-user-%d", i)
-		tokens[users[i]] = churnToken(t, users[i])
+		tokens[users[i]] = token(t, users[i])
 		r := rooms[i%sz.rooms]
 		members[r] = append(members[r], users[i])
 	}
@@ -510,7 +539,7 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 
 	senderErrs := make(chan error, sz.senders)
 	for j := range sz.senders {
-		tok := churnToken(t, fmt.Sprintf("sender%d", j))
+		tok := token(t, fmt.Sprintf("sender%d", j))
 		go func() { senderErrs <- churnSender(l, gws[j%len(gws)], j, tok, sz, users, rooms, members) }()
 	}
 	for range sz.senders {
@@ -531,7 +560,7 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 	}
 
 	// Wait for deliveries still on their way to the last connections.
-	churnWaitFor(5*time.Second, func() string {
+	pollUntil(5*time.Second, func() string {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if missing, _ := l.churnMissingLocked(); len(missing) > 0 {
@@ -544,15 +573,19 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 			t.Errorf("final close: %v", err)
 		}
 	}
+	// The gateway's counters of messages it dropped or told as gaps: a
+	// loss with all of them at zero is silent.
 	counters := map[string]float64{}
 	for _, g := range gws {
-		m, err := g.churnLossCounters()
+		m, err := g.metrics()
 		if err != nil {
 			t.Error(err)
 			continue
 		}
-		for k, v := range m {
-			counters[g.name+" "+k] = v
+		for _, k := range []string{"wsgate_dropped_total", "wsgate_backplane_dropped_total", "wsgate_gaps_sent_total", "wsgate_backplane_publish_errors_total"} {
+			if v, ok := m[k]; ok {
+				counters[g.name+" "+k] = v
+			}
 		}
 	}
 
@@ -596,7 +629,7 @@ func TestChurnReconnectAcrossLoopsAndInstances(t *testing.T) {
 	t.Logf("churn (%s, %d users, %d rooms, %d senders x %d msg/s for %v, %d loops per gateway): "+
 		"sent %d, acked %d, errors %d %v, deliveries expected %d, delivered %d, lost %d, excused by gap %d, "+
 		"missed by a connection ready throughout %d of %d, duplicates %d, gaps %d, reconnects %d (longest wait for auth:ok %v, for a close answer %v); gateway counters %v",
-		sz.name, sz.users, sz.rooms, sz.senders, sz.rate, sz.duration, sz.loops,
+		size, sz.users, sz.rooms, sz.senders, sz.rate, sz.duration, sz.loops,
 		len(l.order), acked, errored, errCodes, expected, delivered, len(missing), excused,
 		missedByOpen, checkedOpen, l.dupes, gapCount, l.reconnect, maxAuth.Round(time.Millisecond), maxClose.Round(time.Millisecond), counters)
 	for i, e := range l.errs {

@@ -492,14 +492,21 @@ func closeCode(err error) int {
 // it fails the test with cond's last answer.
 func waitUntil(t *testing.T, d time.Duration, cond func() string) {
 	t.Helper()
+	if msg := pollUntil(d, cond); msg != "" {
+		t.Fatalf("after %v: %s", d, msg)
+	}
+}
+
+// pollUntil polls cond every 10 ms until it returns "" or d passes and
+// returns cond's last answer ("" when it held): waitUntil without the
+// failure, for a goroutine other than the test's or a caller that judges
+// the outcome itself.
+func pollUntil(d time.Duration, cond func() string) string {
 	deadline := time.Now().Add(d)
 	for {
 		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, msg)
+		if msg == "" || time.Now().After(deadline) {
+			return msg
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
