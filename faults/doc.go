@@ -18,6 +18,10 @@
 //   - TestSlowConsumers: clients that stop reading are closed with 4009,
 //     the ones that read get everything, and the gateway's peak RSS stays
 //     under the formula in docs/operations.md ("Sizing").
+//   - TestChurnReconnectAcrossLoopsAndInstances: users switch connections
+//     make-before-break across loops and two instances while remote
+//     senders send to them and to their rooms; every acked message reaches
+//     one of the user's connections that was open for it (0 lost).
 //
 // The package holds only tests. Run it with
 //
