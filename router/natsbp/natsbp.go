@@ -242,6 +242,7 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		nats.ReconnectBufSize(-1), // while down, Publish fails instead of buffering silently
 		nats.RetryOnFailedConnect(false),
 		nats.FlusherTimeout(b.opts.ConfirmTimeout), // a write stuck this long means the connection is gone
+		nats.Timeout(b.opts.ConfirmTimeout),        // dial and handshake; nats.go's 2 s fails on a loaded host
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.disconnects.Add(1)
 			b.lostConnection()

@@ -24,7 +24,9 @@ func (c *client) presence(room string) ([]string, time.Duration) {
 
 func TestPresenceAcrossInstances(t *testing.T) {
 	ns := startNATS(t, 0)
-	const window = 100 * time.Millisecond
+	// The window is long enough that a loaded machine's answers make it:
+	// this test is about what presence answers, not how fast.
+	const window = time.Second
 	o := Options{URLs: []string{ns.ClientURL()}, PresenceWindow: window}
 	a, _ := startGW(t, "a", o)
 	b, stopB := startGW(t, "b", o)
@@ -44,7 +46,7 @@ func TestPresenceAcrossInstances(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("presence %v, want %v", got, want)
 		}
-		if took > window+time.Second {
+		if took > window+10*time.Second {
 			t.Fatalf("presence took %v", took)
 		}
 	}
@@ -66,7 +68,7 @@ func TestPresenceAcrossInstances(t *testing.T) {
 		if reflect.DeepEqual(got, []string{"alice"}) {
 			break
 		}
-		if time.Since(gone) > window+500*time.Millisecond {
+		if time.Since(gone) > window+10*time.Second {
 			t.Fatalf("b's users still present %v after %v", got, time.Since(gone))
 		}
 	}
