@@ -758,7 +758,9 @@ func TestCloseHandsOnAcceptedMessages(t *testing.T) {
 	}
 
 	// The backplane alone: Publish accepts a burst, Close right after.
-	c := startInstance(t, "c", Options{URLs: []string{ns.ClientURL()}})
+	// CloseTimeout is generous: this is about handing on, not speed, and a
+	// loaded race build takes seconds for the burst.
+	c := startInstance(t, "c", Options{URLs: []string{ns.ClientURL()}, CloseTimeout: time.Minute})
 	accepted := map[int]bool{}
 	for i := 0; i < 5000; i++ {
 		n := clientMsgs + i
