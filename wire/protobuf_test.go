@@ -87,7 +87,9 @@ func TestDecodeProtobufErrors(t *testing.T) {
 	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	msg := str(pbCType, "message")
 	room := str(pbCRoom, "r")
-	data := func(v []byte) []byte { return protowire.AppendBytes(protowire.AppendTag(nil, pbCData, protowire.BytesType), v) }
+	data := func(v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, pbCData, protowire.BytesType), v)
+	}
 	tests := []struct {
 		name string
 		in   []byte
@@ -153,8 +155,12 @@ func TestProtobufEveryReply(t *testing.T) {
 		{"pong", func(c Codec, d []byte) []byte { return c.AppendPong(d, 1733040000000, id) }},
 		{"joined", func(c Codec, d []byte) []byte { return c.AppendSimple(d, ReplyJoined, "room", []byte("lobby"), id) }},
 		{"left", func(c Codec, d []byte) []byte { return c.AppendSimple(d, ReplyLeft, "room", []byte("lobby"), nil) }},
-		{"subscribed", func(c Codec, d []byte) []byte { return c.AppendSimple(d, ReplySubscribed, "channel", []byte("p.b"), id) }},
-		{"unsubscribed", func(c Codec, d []byte) []byte { return c.AppendSimple(d, ReplyUnsubscribed, "channel", []byte("p.b"), nil) }},
+		{"subscribed", func(c Codec, d []byte) []byte {
+			return c.AppendSimple(d, ReplySubscribed, "channel", []byte("p.b"), id)
+		}},
+		{"unsubscribed", func(c Codec, d []byte) []byte {
+			return c.AppendSimple(d, ReplyUnsubscribed, "channel", []byte("p.b"), nil)
+		}},
 		{"ack", func(c Codec, d []byte) []byte { return c.AppendAck(d, id) }},
 		{"send ack", func(c Codec, d []byte) []byte { return c.AppendSendAck(d, id, 3, true) }},
 		{"send ack offline", func(c Codec, d []byte) []byte { return c.AppendSendAck(d, nil, 0, false) }},
