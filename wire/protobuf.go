@@ -96,11 +96,27 @@ type pbValue struct {
 // pbConsumeTag is protowire.ConsumeTag that also refuses field numbers
 // above protowire.MaxValidNumber, as protobuf parsers do.
 func pbConsumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 && b[0] >= 0x08 { // one-byte tag, field 1-15
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n >= 0 && num > protowire.MaxValidNumber {
 		return 0, 0, -1
 	}
 	return num, typ, n
+}
+
+// pbConsumeBytes is protowire.ConsumeBytes with the one-byte length of
+// short fields inline.
+func pbConsumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		n := 1 + int(b[0])
+		if n > len(b) {
+			return nil, -1
+		}
+		return b[1:n], n
+	}
+	return protowire.ConsumeBytes(b)
 }
 
 // pbReadValue reads the body of a google.protobuf.Value: exactly one kind
@@ -128,7 +144,7 @@ func pbReadValue(v []byte) (pbValue, error) {
 			}
 			kind, out.bits, n = num, x, m
 		case (num == pbValueString || num == pbValueStruct || num == pbValueList) && typ == protowire.BytesType:
-			b, m := protowire.ConsumeBytes(v)
+			b, m := pbConsumeBytes(v)
 			if m < 0 {
 				return out, errPBMalformed
 			}
@@ -161,7 +177,7 @@ func pbNextField(b []byte) (num protowire.Number, payload []byte, ok bool, n int
 		return 0, nil, false, -1
 	}
 	if typ == protowire.BytesType {
-		p, m := protowire.ConsumeBytes(b[n:])
+		p, m := pbConsumeBytes(b[n:])
 		if m < 0 {
 			return 0, nil, false, -1
 		}
@@ -219,44 +235,54 @@ func pbCheckValue(v []byte, depth int) error {
 		if depth >= maxDepth {
 			return errJSONDepth
 		}
-		return pbEachChild(val, func(key, child []byte) error { return pbCheckValue(child, depth+1) })
+		c := pbChildrenOf(val)
+		for {
+			_, child, ok, err := c.next()
+			if !ok {
+				return err
+			}
+			if err := pbCheckValue(child, depth+1); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// pbEachChild calls f for each entry of a struct_value (key, value body) or
-// element of a list_value (nil, value body), in wire order.
-func pbEachChild(val pbValue, f func(key, child []byte) error) error {
-	b := val.body
-	for len(b) > 0 {
-		num, p, ok, n := pbNextField(b)
+// pbChildren iterates over the entries of a struct_value (key and value
+// body) or the elements of a list_value (value body), in wire order,
+// skipping unknown fields. A plain loop rather than a callback keeps the
+// recursive walks free of closures.
+type pbChildren struct {
+	b    []byte
+	list bool
+}
+
+func pbChildrenOf(val pbValue) pbChildren {
+	return pbChildren{b: val.body, list: val.kind == pbValueList}
+}
+
+// next returns the next child; ok is false at the end or on error.
+func (c *pbChildren) next() (key, child []byte, ok bool, err error) {
+	for len(c.b) > 0 {
+		num, p, isBytes, n := pbNextField(c.b)
 		if n < 0 {
-			return errPBMalformed
+			return nil, nil, false, errPBMalformed
 		}
-		b = b[n:]
-		if !ok {
-			continue
-		}
-		if val.kind == pbValueList {
-			if num == pbListValues {
-				if err := f(nil, p); err != nil {
-					return err
-				}
+		c.b = c.b[n:]
+		switch {
+		case !isBytes:
+		case c.list && num == pbListValues:
+			return nil, p, true, nil
+		case !c.list && num == pbStructFields:
+			key, child, err := pbReadEntry(p)
+			if err != nil {
+				return nil, nil, false, err
 			}
-			continue
-		}
-		if num != pbStructFields {
-			continue
-		}
-		key, child, err := pbReadEntry(p)
-		if err != nil {
-			return err
-		}
-		if err := f(key, child); err != nil {
-			return err
+			return key, child, true, nil
 		}
 	}
-	return nil
+	return nil, nil, false, nil
 }
 
 // DecodeProtobuf decodes one gw.protobuf ClientMessage into e, with the same
@@ -303,7 +329,7 @@ func DecodeProtobuf(p []byte, e *Envelope) error {
 		if typ != protowire.BytesType {
 			return errPBWireType
 		}
-		s, n := protowire.ConsumeBytes(p[i:])
+		s, n := pbConsumeBytes(p[i:])
 		if n < 0 {
 			return errPBMalformed
 		}
@@ -467,47 +493,53 @@ func protobufFilterItems(raw []byte) ([]filterItem, error) {
 		return nil, errFilter
 	}
 	items := []filterItem{}
-	err = pbEachChild(val, func(key, child []byte) error {
-		if len(items) == MaxFilterTags {
-			return errFilterTooBig
+	c := pbChildrenOf(val)
+	for {
+		key, child, ok, err := c.next()
+		if err != nil {
+			return nil, errFilter
 		}
-		if !utf8.Valid(key) {
-			return errFilter
+		if !ok {
+			break
+		}
+		if len(items) == MaxFilterTags {
+			return nil, errFilterTooBig
 		}
 		it := filterItem{key: string(key)}
 		v, err := pbReadValue(child)
 		if err != nil {
-			return errFilter
+			return nil, errFilter
 		}
 		switch v.kind {
 		case pbValueString:
 			if !utf8.Valid(v.body) {
-				return errFilter
+				return nil, errFilter
 			}
 			it.val = string(v.body)
 		case pbValueList:
 			it.isList, it.list = true, []string{}
-			if err := pbEachChild(v, func(_, elem []byte) error {
+			elems := pbChildrenOf(v)
+			for {
+				_, elem, ok, err := elems.next()
+				if err != nil {
+					return nil, errFilter
+				}
+				if !ok {
+					break
+				}
 				ev, err := pbReadValue(elem)
 				if err != nil || ev.kind != pbValueString || !utf8.Valid(ev.body) {
-					return errFilter
+					return nil, errFilter
 				}
 				if len(it.list) == MaxFilterValues {
-					return errFilterTooBig
+					return nil, errFilterTooBig
 				}
 				it.list = append(it.list, string(ev.body))
-				return nil
-			}); err != nil {
-				return err
 			}
 		default:
-			return errFilter
+			return nil, errFilter
 		}
 		items = append(items, it)
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	return items, nil
 }
@@ -553,22 +585,25 @@ func pbToJSON(dst, v []byte, depth int) ([]byte, error) {
 		open, closer = '{', '}'
 	}
 	dst = append(dst, open)
-	first := true
-	err = pbEachChild(val, func(key, child []byte) error {
+	c := pbChildrenOf(val)
+	for first := true; ; first = false {
+		key, child, ok, err := c.next()
+		if err != nil {
+			return dst, err
+		}
+		if !ok {
+			break
+		}
 		if !first {
 			dst = append(dst, ',')
 		}
-		first = false
 		if val.kind == pbValueStruct {
 			dst = appendJSONString(dst, bstr(key))
 			dst = append(dst, ':')
 		}
-		var err error
-		dst, err = pbToJSON(dst, child, depth+1)
-		return err
-	})
-	if err != nil {
-		return dst, err
+		if dst, err = pbToJSON(dst, child, depth+1); err != nil {
+			return dst, err
+		}
 	}
 	return append(dst, closer), nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"reflect"
@@ -393,6 +394,10 @@ func TestProtobufDocExample(t *testing.T) {
 		t.Fatalf("docs/protocol.md example:\n% x\nencoder writes:\n% x", got, want)
 	}
 	jsonForm := CodecJSON.AppendDelivery(nil, &Delivery{Target: d.Target, Name: d.Name, From: d.From, Data: []byte(`{"text":"hi"}`), ID: d.ID, TS: d.TS})
+	mpForm := CodecMsgpack.AppendDelivery(nil, &Delivery{Target: d.Target, Name: d.Name, From: d.From, Data: pbTestData(t, CodecMsgpack, `{"text":"hi"}`), ID: d.ID, TS: d.TS})
+	if sizes := fmt.Sprintf("is %d bytes in gw.protobuf (%d in gw.msgpack, %d in gw.json)", len(want), len(mpForm), len(jsonForm)); !strings.Contains(block, sizes) {
+		t.Fatalf("the example block should say %q", sizes)
+	}
 	if !strings.Contains(block, string(jsonForm)) {
 		t.Fatalf("the example block should show the gw.json form %s", jsonForm)
 	}
