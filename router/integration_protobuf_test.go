@@ -350,7 +350,7 @@ func TestIntegrationProtobufMixedRoom(t *testing.T) {
 // gw.protobuf on the other; the backplane carries JSON between them.
 func TestIntegrationProtobufTwoInstances(t *testing.T) {
 	ga, gb := twoInstances(t, Options{RateMsgs: -1})
-	pbA := ga.pbUser(auth.Claims{Sub: "pba"})
+	pbA := ga.pbUser(auth.Claims{Sub: "pba", Pub: []string{"prices.*"}})
 	jsB := gb.user("jsb", wire.SubprotocolJSON)
 	mpB := gb.user("mpb", wire.SubprotocolMsgpack)
 	pbB := gb.pbUser(auth.Claims{Sub: "pbb"})
@@ -360,4 +360,16 @@ func TestIntegrationProtobufTwoInstances(t *testing.T) {
 	pbB.join("mix2")
 	members := []mixMember{pbMember(pbA), jsonMember(jsB), jsonMember(mpB), pbMember(pbB)}
 	checkMixedRoom(t, "mix2", members)
+
+	// A filter written in protobuf crosses the backplane as JSON.
+	eu := gb.userWith(auth.Claims{Sub: "eub", Tags: map[string]string{"region": "eu"}}, dialOpts{protocols: []string{wire.SubprotocolMsgpack}})
+	us := gb.userWith(auth.Claims{Sub: "usb", Tags: map[string]string{"region": "us"}}, dialOpts{})
+	eu.subscribe("prices.eth")
+	us.subscribe("prices.eth")
+	pbA.send(`{"type":"publish","channel":"prices.eth","data":{"p":3500.5},"filter":{"tag":"region","in":["eu"]},"id":"x"}`)
+	pbA.expect("ack")
+	if m := eu.expectDelivery("channel", "prices.eth", "pba"); !reflect.DeepEqual(m["data"], map[string]any{"p": 3500.5}) {
+		t.Fatalf("filtered publish across instances: %v", m)
+	}
+	us.none(quiet)
 }
