@@ -570,6 +570,12 @@ func pbToJSON(dst, v []byte, depth int) ([]byte, error) {
 		}
 		return append(dst, "false"...), nil
 	case pbValueNumber:
+		// Integral doubles below 2^53 print the same as integers, and
+		// formatting an integer is several times cheaper than the
+		// shortest-float search (-0 keeps its sign through the slow path).
+		if f := math.Float64frombits(val.bits); f == math.Trunc(f) && math.Abs(f) < 1<<53 && val.bits != 1<<63 {
+			return strconv.AppendInt(dst, int64(f), 10), nil
+		}
 		return appendJSONFloat(dst, math.Float64frombits(val.bits), 64)
 	case pbValueString:
 		if !utf8.Valid(val.body) {

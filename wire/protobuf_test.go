@@ -610,7 +610,8 @@ func FuzzProtobufValueToJSON(f *testing.F) {
 // library as the same value (protojson equal as JSON values), and invalid
 // JSON must be refused.
 func FuzzJSONToProtobuf(f *testing.F) {
-	for _, js := range []string{`{"text":"hi","n":[1,2.5,-3e-9,true,null]}`, `"\u00e9\ud800"`, `[[],{}]`, `9007199254740993`, `{"a":1,"a":"b"}`} {
+	for _, js := range []string{`{"text":"hi","n":[1,2.5,-3e-9,true,null]}`, `"\u00e9\ud800"`, `[[],{}]`, `9007199254740993`, `{"a":1,"a":"b"}`,
+		`{"k":["` + strings.Repeat("x", 130) + `",{"\n":"` + strings.Repeat("\u00e9", 50) + `"}]}`} {
 		f.Add([]byte(js))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
