@@ -34,9 +34,9 @@ import (
 // Every Value must set exactly one kind, once: a Value with none has no
 // JSON form (protojson refuses it too) and one with several, or a repeated
 // struct_value/list_value, is a message a protobuf parser would merge; the
-// gateway refuses both as bad_request rather than guess. Unknown fields,
-// and known fields with another wire type, are skipped, as protobuf
-// parsers do.
+// gateway refuses both as bad_request rather than guess. Inside a Value,
+// unknown fields and known fields with another wire type are skipped, as
+// protobuf parsers do (ClientMessage is stricter: see DecodeProtobuf).
 
 // ClientMessage field numbers (docs/wsgate.proto).
 const (
@@ -79,6 +79,7 @@ var (
 	errPBDuplicate  = badRequest("data or filter appears more than once")
 	errPBValueEmpty = badRequest("google.protobuf.Value with no kind set")
 	errPBValueKinds = badRequest("google.protobuf.Value with more than one kind set")
+	errPBEntryTwice = badRequest("google.protobuf.Struct entry with more than one value")
 )
 
 // pbKind is the kind a google.protobuf.Value holds: its oneof field number,
@@ -208,7 +209,7 @@ func pbReadEntry(b []byte) (key, val []byte, err error) {
 			key = p
 		case ok && num == pbEntryValue:
 			if hasVal {
-				return nil, nil, errPBValueKinds
+				return nil, nil, errPBEntryTwice
 			}
 			val, hasVal = p, true
 		}
