@@ -37,14 +37,19 @@ func ParseCodec(subprotocol string) (Codec, bool) {
 		return CodecJSON, true
 	case SubprotocolMsgpack:
 		return CodecMsgpack, true
+	case SubprotocolProtobuf:
+		return CodecProtobuf, true
 	}
 	return CodecJSON, false
 }
 
 // Subprotocol returns the WebSocket subprotocol name of c.
 func (c Codec) Subprotocol() string {
-	if c == CodecMsgpack {
+	switch c {
+	case CodecMsgpack:
 		return SubprotocolMsgpack
+	case CodecProtobuf:
+		return SubprotocolProtobuf
 	}
 	return SubprotocolJSON
 }
@@ -53,12 +58,15 @@ func (c Codec) Subprotocol() string {
 func (c Codec) String() string { return c.Subprotocol() }
 
 // Binary reports whether messages of c travel in binary frames (else text).
-func (c Codec) Binary() bool { return c == CodecMsgpack }
+func (c Codec) Binary() bool { return c == CodecMsgpack || c == CodecProtobuf }
 
 // Decode decodes one client message in codec c into e.
 func (c Codec) Decode(p []byte, e *Envelope) error {
-	if c == CodecMsgpack {
+	switch c {
+	case CodecMsgpack:
 		return DecodeMsgpack(p, e)
+	case CodecProtobuf:
+		return DecodeProtobuf(p, e)
 	}
 	return DecodeJSON(p, e)
 }

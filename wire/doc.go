@@ -19,6 +19,9 @@
 //	json.go       gw.json: DecodeJSON, scanner, writer primitives, filter reader
 //	msgpack.go    gw.msgpack: DecodeMsgpack, header reader, writer primitives,
 //	              filter reader
+//	protobuf.go   gw.protobuf (schema docs/wsgate.proto): DecodeProtobuf,
+//	              ServerMessage writer, filter reader, JSONToProtobuf and
+//	              ProtobufToJSON
 //	transcode.go  Transcode dispatch; JSONToMsgpack and MsgpackToJSON
 //
 // # Ownership

@@ -73,6 +73,8 @@ func ParseFilter(raw []byte, c Codec) (Filter, error) {
 	var err error
 	if c == CodecMsgpack {
 		items, err = msgpackFilterItems(raw)
+	} else if c == CodecProtobuf {
+		items, err = protobufFilterItems(raw)
 	} else {
 		items, err = jsonFilterItems(raw)
 	}

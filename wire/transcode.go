@@ -80,6 +80,19 @@ func Transcode(dst, src []byte, from, to Codec) ([]byte, error) {
 		return JSONToMsgpack(dst, src)
 	case from == CodecMsgpack && to == CodecJSON:
 		return MsgpackToJSON(dst, src)
+	case from == CodecJSON && to == CodecProtobuf:
+		return JSONToProtobuf(dst, src)
+	case from == CodecProtobuf && to == CodecJSON:
+		return ProtobufToJSON(dst, src)
+	case from != to && from != CodecJSON && to != CodecJSON:
+		// No direct path (gw.protobuf <-> gw.msgpack, and any later pair):
+		// through JSON, at the cost of one intermediate buffer and a second
+		// pass. Keep this case last.
+		mid, err := Transcode(nil, src, from, CodecJSON)
+		if err != nil {
+			return dst, err
+		}
+		return Transcode(dst, mid, CodecJSON, to)
 	}
 	return dst, errSameCodec
 }

@@ -1,6 +1,10 @@
 package wire
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
 
 // This file holds objWriter, the encoding-parallel writer behind the Codec
 // reply methods (reply.go). It writes one flat object with the primitives of
@@ -21,7 +25,9 @@ type objWriter struct {
 
 func beginObj(c Codec, dst []byte, typ string) objWriter {
 	w := objWriter{b: dst, c: c}
-	if w.c == CodecMsgpack {
+	if w.c == CodecProtobuf {
+		w.pbStr("type", typ)
+	} else if w.c == CodecMsgpack {
 		w.hdr = len(dst)
 		w.b = append(w.b, 0x80, 0xa4, 't', 'y', 'p', 'e')
 		w.b = mpAppendStr(w.b, typ)
@@ -45,6 +51,10 @@ func (w *objWriter) key(k string) {
 }
 
 func (w *objWriter) sstr(k, v string) {
+	if w.c == CodecProtobuf {
+		w.pbStr(k, v)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendStr(w.b, v)
@@ -62,6 +72,10 @@ func (w *objWriter) clientID(id []byte) {
 }
 
 func (w *objWriter) int(k string, v int64) {
+	if w.c == CodecProtobuf {
+		w.pbVarint(k, uint64(v))
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendInt(w.b, v)
@@ -71,6 +85,10 @@ func (w *objWriter) int(k string, v int64) {
 }
 
 func (w *objWriter) uint(k string, v uint64) {
+	if w.c == CodecProtobuf {
+		w.pbVarint(k, v)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendUint(w.b, v)
@@ -80,6 +98,10 @@ func (w *objWriter) uint(k string, v uint64) {
 }
 
 func (w *objWriter) bool(k string, v bool) {
+	if w.c == CodecProtobuf {
+		w.pbVarint(k, protowire.EncodeBool(v))
+		return
+	}
 	w.key(k)
 	switch {
 	case w.c == CodecMsgpack && v:
@@ -95,6 +117,10 @@ func (w *objWriter) bool(k string, v bool) {
 
 // raw appends an already encoded value; empty means null.
 func (w *objWriter) raw(k string, v []byte) {
+	if w.c == CodecProtobuf {
+		w.pbRaw(k, v)
+		return
+	}
 	w.key(k)
 	switch {
 	case len(v) > 0:
@@ -107,6 +133,10 @@ func (w *objWriter) raw(k string, v []byte) {
 }
 
 func (w *objWriter) strs(k string, vs []string) {
+	if w.c == CodecProtobuf {
+		w.pbStrs(k, vs)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendArrayHeader(w.b, len(vs))
@@ -126,6 +156,9 @@ func (w *objWriter) strs(k string, vs []string) {
 }
 
 func (w *objWriter) end() []byte {
+	if w.c == CodecProtobuf {
+		return w.b
+	}
 	if w.c == CodecMsgpack {
 		w.b[w.hdr] = 0x80 | byte(w.n)
 		return w.b
