@@ -4,7 +4,7 @@ package wire
 // encoding: which subprotocol a connection negotiated, whether its frames are
 // binary, and which decoder and reply writer it uses. Adding an encoding
 // means a new Codec constant here, its decoder and writer primitives in a
-// file of its own (json.go, msgpack.go), and the cases that dispatch to them
+// file of its own (json.go, msgpack.go, cbor.go), and the cases that dispatch to them
 // (Decode below, objWriter in writer.go, Transcode in transcode.go).
 
 // Codec is a subprotocol's encoding. It is a small value so that a connection
@@ -37,14 +37,19 @@ func ParseCodec(subprotocol string) (Codec, bool) {
 		return CodecJSON, true
 	case SubprotocolMsgpack:
 		return CodecMsgpack, true
+	case SubprotocolCBOR:
+		return CodecCBOR, true
 	}
 	return CodecJSON, false
 }
 
 // Subprotocol returns the WebSocket subprotocol name of c.
 func (c Codec) Subprotocol() string {
-	if c == CodecMsgpack {
+	switch c {
+	case CodecMsgpack:
 		return SubprotocolMsgpack
+	case CodecCBOR:
+		return SubprotocolCBOR
 	}
 	return SubprotocolJSON
 }
@@ -53,12 +58,15 @@ func (c Codec) Subprotocol() string {
 func (c Codec) String() string { return c.Subprotocol() }
 
 // Binary reports whether messages of c travel in binary frames (else text).
-func (c Codec) Binary() bool { return c == CodecMsgpack }
+func (c Codec) Binary() bool { return c != CodecJSON }
 
 // Decode decodes one client message in codec c into e.
 func (c Codec) Decode(p []byte, e *Envelope) error {
-	if c == CodecMsgpack {
+	switch c {
+	case CodecMsgpack:
 		return DecodeMsgpack(p, e)
+	case CodecCBOR:
+		return DecodeCBOR(p, e)
 	}
 	return DecodeJSON(p, e)
 }

@@ -4,7 +4,7 @@ import "unsafe"
 
 // This file holds objWriter, the encoding-parallel writer behind the Codec
 // reply methods (reply.go). It writes one flat object with the primitives of
-// the connection's encoding (json.go, msgpack.go); a new encoding adds its
+// the connection's encoding (json.go, msgpack.go, cbor.go); a new encoding adds its
 // case to each method here.
 
 // objWriter writes one flat object in the codec c. Keys are constants
@@ -20,6 +20,9 @@ type objWriter struct {
 }
 
 func beginObj(c Codec, dst []byte, typ string) objWriter {
+	if c == CodecCBOR {
+		return cbBeginObj(dst, typ)
+	}
 	w := objWriter{b: dst, c: c}
 	if w.c == CodecMsgpack {
 		w.hdr = len(dst)
@@ -34,6 +37,10 @@ func beginObj(c Codec, dst []byte, typ string) objWriter {
 }
 
 func (w *objWriter) key(k string) {
+	if w.c == CodecCBOR {
+		w.cbKey(k)
+		return
+	}
 	w.n++
 	if w.c == CodecMsgpack {
 		w.b = mpAppendStr(w.b, k)
@@ -45,6 +52,10 @@ func (w *objWriter) key(k string) {
 }
 
 func (w *objWriter) sstr(k, v string) {
+	if w.c == CodecCBOR {
+		w.cbSstr(k, v)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendStr(w.b, v)
@@ -62,6 +73,10 @@ func (w *objWriter) clientID(id []byte) {
 }
 
 func (w *objWriter) int(k string, v int64) {
+	if w.c == CodecCBOR {
+		w.cbInt(k, v)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendInt(w.b, v)
@@ -71,6 +86,10 @@ func (w *objWriter) int(k string, v int64) {
 }
 
 func (w *objWriter) uint(k string, v uint64) {
+	if w.c == CodecCBOR {
+		w.cbUint(k, v)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendUint(w.b, v)
@@ -80,6 +99,10 @@ func (w *objWriter) uint(k string, v uint64) {
 }
 
 func (w *objWriter) bool(k string, v bool) {
+	if w.c == CodecCBOR {
+		w.cbBool(k, v)
+		return
+	}
 	w.key(k)
 	switch {
 	case w.c == CodecMsgpack && v:
@@ -95,6 +118,10 @@ func (w *objWriter) bool(k string, v bool) {
 
 // raw appends an already encoded value; empty means null.
 func (w *objWriter) raw(k string, v []byte) {
+	if w.c == CodecCBOR {
+		w.cbRaw(k, v)
+		return
+	}
 	w.key(k)
 	switch {
 	case len(v) > 0:
@@ -107,6 +134,10 @@ func (w *objWriter) raw(k string, v []byte) {
 }
 
 func (w *objWriter) strs(k string, vs []string) {
+	if w.c == CodecCBOR {
+		w.cbStrs(k, vs)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendArrayHeader(w.b, len(vs))
@@ -126,6 +157,9 @@ func (w *objWriter) strs(k string, vs []string) {
 }
 
 func (w *objWriter) end() []byte {
+	if w.c == CodecCBOR {
+		return w.cbEnd()
+	}
 	if w.c == CodecMsgpack {
 		w.b[w.hdr] = 0x80 | byte(w.n)
 		return w.b
