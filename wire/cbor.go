@@ -1176,7 +1176,11 @@ func cbToMP(dst, p []byte, i, depth int) ([]byte, int, error) {
 		if h.arg <= math.MaxInt64 {
 			return mpAppendInt(dst, -1-int64(h.arg)), i + h.size, nil
 		}
-		return mpAppendFloat64(dst, -1-float64(h.arg)), i + h.size, nil
+		f := -0x1p64 // -1-arg rounded once, as a JSON reader of the exact integer does
+		if h.arg < math.MaxUint64 {
+			f = -float64(h.arg + 1)
+		}
+		return mpAppendFloat64(dst, f), i + h.size, nil
 	case cbText, cbBytes:
 		end, n, err := cbString(p, i, h)
 		if err != nil {

@@ -19,6 +19,8 @@
 //	json.go       gw.json: DecodeJSON, scanner, writer primitives, filter reader
 //	msgpack.go    gw.msgpack: DecodeMsgpack, header reader, writer primitives,
 //	              filter reader
+//	cbor.go       gw.cbor: DecodeCBOR, head reader, validator, writer primitives,
+//	              filter reader, CBOR<->JSON and CBOR<->msgpack transcoding
 //	transcode.go  Transcode dispatch; JSONToMsgpack and MsgpackToJSON
 //
 // # Ownership
