@@ -118,9 +118,14 @@ func cbHead(p []byte, i int) (cbHdr, error) {
 	}
 	c := p[i]
 	h := cbHdr{major: c >> 5, ai: c & 0x1f, size: 1}
-	switch {
-	case h.ai < 24:
+	if h.ai < 24 { // the common case: the argument is in the first byte
 		h.arg = uint64(h.ai)
+		if h.major >= cbBytes && h.major <= cbMap && h.arg > uint64(len(p)-i-1)>>(h.major/cbMap) {
+			return cbHdr{}, errCBOREOF
+		}
+		return h, nil
+	}
+	switch {
 	case h.ai <= 27:
 		n := 1 << (h.ai - 24)
 		if len(p)-i-1 < n {
@@ -175,7 +180,7 @@ func cbHead(p []byte, i int) (cbHdr, error) {
 func cbString(p []byte, i int, h cbHdr) (end, n int, err error) {
 	if !h.indef {
 		end = i + h.size + int(h.arg)
-		if h.major == cbText && !utf8.Valid(p[i+h.size:end]) {
+		if h.major == cbText && !validUTF8(p[i+h.size:end]) {
 			return 0, 0, errCBORUTF8
 		}
 		return end, int(h.arg), nil
@@ -197,11 +202,22 @@ func cbString(p []byte, i int, h cbHdr) (end, n int, err error) {
 		}
 		start := i + ch.size
 		i = start + int(ch.arg)
-		if h.major == cbText && !utf8.Valid(p[start:i]) {
+		if h.major == cbText && !validUTF8(p[start:i]) {
 			return 0, 0, errCBORUTF8
 		}
 		n += int(ch.arg)
 	}
+}
+
+// validUTF8 is utf8.Valid with a quicker path for the short ASCII strings
+// that field names and values mostly are.
+func validUTF8(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return utf8.Valid(b)
+		}
+	}
+	return true
 }
 
 // cbNextChunk returns the payload of the next chunk of a string already
@@ -304,6 +320,12 @@ func cbCheckTag(p []byte, i int, h cbHdr) (int, error) {
 // the top of this file) and returns the index after it. depth counts the
 // arrays, maps and tags around it.
 func cbSkip(p []byte, i, depth int) (int, error) {
+	if _, end, ok, err := cbShortText(p, i); ok {
+		return end, err
+	}
+	if i < len(p) && p[i] < cbNeg<<5+24 && p[i]&0x1f < 24 { // a small integer
+		return i + 1, nil
+	}
 	h, err := cbHead(p, i)
 	if err != nil {
 		return 0, err
@@ -359,8 +381,29 @@ func cbSkip(p []byte, i, depth int) (int, error) {
 	return 0, errCBORSimple
 }
 
+// cbShortText reads the common case of a text string: definite, shorter
+// than 24 bytes, its length in the first byte. ok is false for anything
+// else, which the caller reads the long way.
+func cbShortText(p []byte, i int) (s []byte, end int, ok bool, err error) {
+	if i >= len(p) || p[i]-cbText<<5 >= 24 {
+		return nil, 0, false, nil
+	}
+	end = i + 1 + int(p[i]-cbText<<5)
+	if end > len(p) {
+		return nil, 0, true, errCBOREOF
+	}
+	s = p[i+1 : end : end]
+	if !validUTF8(s) {
+		return nil, 0, true, errCBORUTF8
+	}
+	return s, end, true, nil
+}
+
 // cbSkipKey validates a map key (a text string) at p[i].
 func cbSkipKey(p []byte, i int) (int, error) {
+	if _, end, ok, err := cbShortText(p, i); ok {
+		return end, err
+	}
 	h, err := cbHead(p, i)
 	if err != nil {
 		return 0, err
@@ -413,16 +456,12 @@ func DecodeCBOR(p []byte, e *Envelope) error {
 		if !more {
 			break
 		}
-		kh, err := cbHead(p, i)
-		if err != nil {
-			return err
-		}
-		if kh.major != cbText {
-			return errCBORKey
-		}
 		var key []byte
-		if key, i, err = e.cbText(p, i, kh); err != nil {
+		if key, i, err = e.cbTextOrNull(p, i, errCBORKey); err != nil {
 			return err
+		}
+		if key == nil {
+			return errCBORKey // null or undefined
 		}
 		if i, err = e.cbField(p, i, key); err != nil {
 			return err
@@ -461,6 +500,9 @@ func (e *Envelope) cbText(p []byte, i int, h cbHdr) ([]byte, int, error) {
 // cbTextOrNull reads a text string (returned non-nil) or null/undefined
 // (returned nil); anything else is typeErr.
 func (e *Envelope) cbTextOrNull(p []byte, i int, typeErr error) ([]byte, int, error) {
+	if s, end, ok, err := cbShortText(p, i); ok {
+		return s, end, err
+	}
 	h, err := cbHead(p, i)
 	if err != nil {
 		return nil, 0, err
