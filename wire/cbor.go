@@ -808,7 +808,9 @@ func cborFilterItems(p []byte) ([]filterItem, error) {
 		}
 		switch vh.major {
 		case cbText:
-			it.val, _ = str()
+			if it.val, ok = str(); !ok {
+				return nil, errFilter
+			}
 		case cbArray:
 			i += vh.size
 			it.isList, it.list = true, []string{}

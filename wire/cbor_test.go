@@ -572,7 +572,7 @@ func TestParseFilterCBOR(t *testing.T) {
 		{in: "bf 63746167 66726567696f6e 62696e 9f 6265 75 ff ff", tags: map[string]string{"region": "eu"}, want: true},
 		{in: "f6", want: true}, {in: "a0", want: true},
 		{in: "a1 61 61 01", err: errFilter}, {in: "a1 01 61 61", err: errFilter}, {in: "80", err: errFilter},
-		{in: "a1 61 61 61 62 00", err: errFilter},
+		{in: "a1 61 61 61 62 00", err: errFilter}, {in: "a2 61 61 62 c328 61 62 61 63", err: errFilter},
 		{in: "b1" + strings.Repeat("6161 6162", 17), err: errFilterTooBig},
 	}
 	for _, tt := range tests {
