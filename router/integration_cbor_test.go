@@ -45,8 +45,16 @@ type cborClient struct {
 // cborUser connects as sub offering gw.cbor and consumes auth:ok.
 func (g *gateway) cborUser(sub string) *cborClient {
 	g.t.Helper()
+	return g.cborUserWith(auth.Claims{Sub: sub})
+}
+
+// cborUserWith connects with the claims' token offering gw.cbor and
+// consumes auth:ok.
+func (g *gateway) cborUserWith(cl auth.Claims) *cborClient {
+	g.t.Helper()
+	sub := cl.Sub
 	d := websocket.Dialer{Subprotocols: []string{wire.SubprotocolCBOR}, HandshakeTimeout: waitFor}
-	conn, resp, err := d.Dial(g.url()+"?token="+token(g.t, auth.Claims{Sub: sub}), http.Header{})
+	conn, resp, err := d.Dial(g.url()+"?token="+token(g.t, cl), http.Header{})
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -346,4 +354,60 @@ func regexpComments(s string) string {
 		b.WriteString(code)
 	}
 	return b.String()
+}
+
+// A gw.cbor publisher's filter (a CBOR map, here indefinite-length) is read
+// by the gateway and, across instances, handed on as JSON: subscribers of
+// every encoding are matched against their tags.
+func TestIntegrationCBORPublishFilter(t *testing.T) {
+	a, b := twoInstances(t, Options{})
+	pub := a.cborUserWith(auth.Claims{Sub: "pub", Pub: []string{"prices.*"}})
+	euJSON := a.userWith(auth.Claims{Sub: "eu1", Tags: map[string]string{"region": "eu"}}, dialOpts{})
+	usJSON := a.userWith(auth.Claims{Sub: "us1", Tags: map[string]string{"region": "us"}}, dialOpts{})
+	euMP := b.userWith(auth.Claims{Sub: "eu2", Tags: map[string]string{"region": "eu"}}, dialOpts{protocols: []string{wire.SubprotocolMsgpack}})
+	euCBOR := b.cborUserWith(auth.Claims{Sub: "eu3", Tags: map[string]string{"region": "eu"}})
+	usCBOR := b.cborUserWith(auth.Claims{Sub: "us3", Tags: map[string]string{"region": "us"}})
+	for _, c := range []*tclient{euJSON, usJSON, euMP} {
+		c.subscribe("prices.btc")
+	}
+	for _, c := range []*cborClient{euCBOR, usCBOR} {
+		c.send(map[string]string{"type": "subscribe", "channel": "prices.btc"})
+		c.expect("subscribed")
+	}
+	type publish struct {
+		Type    string          `cbor:"type"`
+		Channel string          `cbor:"channel"`
+		ID      string          `cbor:"id"`
+		Data    cbor.RawMessage `cbor:"data"`
+		Filter  cbor.RawMessage `cbor:"filter"`
+	}
+	// filter {_ "tag": "region", "in": [_ "eu"]}
+	filter := cborHex(t, "bf 63 746167 66 726567696f6e 62 696e 9f 62 6575 ff ff")
+	pub.send(publish{Type: "publish", Channel: "prices.btc", ID: "p1", Data: cborHex(t, "a1 61 70 19 2710"), Filter: filter})
+	if ack := pub.expect("ack"); ack["id"] != "p1" {
+		t.Fatalf("ack %v", ack)
+	}
+	want := map[string]any{"p": float64(10000)}
+	for _, c := range []*tclient{euJSON, euMP} {
+		if m := c.expectDelivery("channel", "prices.btc", "pub"); !reflect.DeepEqual(m["data"], want) {
+			t.Fatalf("%s: %v", c, m)
+		}
+	}
+	if m := euCBOR.expect("message"); m["channel"] != "prices.btc" || !reflect.DeepEqual(m["data"], want) {
+		t.Fatalf("cbor eu: %v", m)
+	}
+	// A bad filter is refused; the us receivers got nothing: the next
+	// message they see is an unfiltered one.
+	pub.send(publish{Type: "publish", Channel: "prices.btc", ID: "p2", Data: cborHex(t, "01"), Filter: cborHex(t, "a1 61 61 01")})
+	if e := pub.expect("error"); e["code"] != wire.CodeBadRequest || e["id"] != "p2" {
+		t.Fatalf("bad filter: %v", e)
+	}
+	pub.send(publish{Type: "publish", Channel: "prices.btc", ID: "p3", Data: cborHex(t, "63 616c6c"), Filter: cborHex(t, "f6")})
+	pub.expect("ack")
+	if m := usJSON.expectDelivery("channel", "prices.btc", "pub"); m["data"] != "all" {
+		t.Fatalf("us json: %v", m)
+	}
+	if m := usCBOR.expect("message"); m["data"] != "all" {
+		t.Fatalf("us cbor: %v", m)
+	}
 }
