@@ -18,8 +18,9 @@ import (
 // reaches a whole room or nobody. The mapping (also in docs/protocol.md):
 //
 //	CBOR                          JSON                    MessagePack
-//	unsigned / negative int       exact integer           int/uint; below -2^63: float64
-//	half, single float        <-> number                  float32 (half widened exactly)
+//	unsigned / negative int   <-> exact integer           int/uint; below -2^63: float64
+//	half, single float        ->  number (the shortest    float32 (half widened exactly)
+//	                              float32 decimal)
 //	double float              <-> number                  float64
 //	NaN, Infinity                 refused at the door (no JSON form)
 //	text string               <-> string                  str
@@ -35,7 +36,7 @@ import (
 //	tag 55799 (self-described)
 //	tag 2, 3 (bignums)            refused at the door, like JSON numbers beyond float64
 //	any other tag                 refused at the door
-//	indefinite-length items       accepted; sent on as definite-length ones
+//	indefinite-length items       accepted; other encodings get them joined
 //
 // Written by the gateway, CBOR is definite-length with the shortest heads
 // (RFC 8949 section 4.1's preferred serialization for integers, lengths and

@@ -976,3 +976,18 @@ func BenchmarkCBORToJSON(b *testing.B) {
 		buf, _ = CBORToJSON(buf[:0], in)
 	}
 }
+
+// TestCBORHalfFloats compares halfToFloat32 with fxamacker's reading of
+// every one of the 65536 half-precision values.
+func TestCBORHalfFloats(t *testing.T) {
+	for h := range 1 << 16 {
+		var ref float64
+		if err := cbor.Unmarshal([]byte{0xf9, byte(h >> 8), byte(h)}, &ref); err != nil {
+			t.Fatalf("%04x: %v", h, err)
+		}
+		got := float64(halfToFloat32(uint16(h)))
+		if got != ref && !(math.IsNaN(got) && math.IsNaN(ref)) || math.Signbit(got) != math.Signbit(ref) {
+			t.Fatalf("%04x: %v, fxamacker %v", h, got, ref)
+		}
+	}
+}
