@@ -221,6 +221,16 @@ func validUTF8(b []byte) bool {
 	return true
 }
 
+// validUTF8String is validUTF8 for a string.
+func validUTF8String(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return utf8.ValidString(s)
+		}
+	}
+	return true
+}
+
 // cbNextChunk returns the payload of the next chunk of a string already
 // validated by cbString: for a definite string (head h at p[i]) the whole
 // payload, then ok = false. Start with i at the string's head; it returns the
@@ -643,6 +653,9 @@ func cbPutHead(b []byte, size int, major byte, n uint64) {
 
 // cbAppendHead appends the shortest head for major type major and argument n.
 func cbAppendHead(dst []byte, major byte, n uint64) []byte {
+	if n < 24 {
+		return append(dst, major<<5|byte(n))
+	}
 	size := cbHeadSize(n)
 	at := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0, 0)[:at+size]
@@ -653,6 +666,9 @@ func cbAppendHead(dst []byte, major byte, n uint64) []byte {
 // cbAppendText appends s as a text string; invalid UTF-8 becomes U+FFFD so
 // that the output is always valid CBOR.
 func cbAppendText(dst []byte, s string) []byte {
+	if len(s) < 24 && validUTF8String(s) { // the common case, one head byte
+		return append(append(dst, cbText<<5|byte(len(s))), s...)
+	}
 	if utf8.ValidString(s) {
 		return append(cbAppendHead(dst, cbText, uint64(len(s))), s...)
 	}
@@ -708,8 +724,14 @@ func cbBeginObj(dst []byte, typ string) objWriter {
 	return w
 }
 
+// cbKey writes a key: keys are short ASCII constants, so the one-byte head
+// needs no checks.
 func (w *objWriter) cbKey(k string) {
 	w.n++
+	if len(k) < 24 {
+		w.b = append(append(w.b, cbText<<5|byte(len(k))), k...)
+		return
+	}
 	w.b = cbAppendText(w.b, k)
 }
 
