@@ -914,6 +914,12 @@ func CBORToJSON(dst, src []byte) ([]byte, error) {
 }
 
 func cbToJSON(dst, p []byte, i, depth int) ([]byte, int, error) {
+	if s, end, ok, err := cbShortText(p, i); ok {
+		if err != nil {
+			return dst, 0, err
+		}
+		return appendJSONString(dst, bstr(s)), end, nil
+	}
 	h, err := cbHead(p, i)
 	if err != nil {
 		return dst, 0, err
@@ -971,19 +977,16 @@ func cbToJSON(dst, p []byte, i, depth int) ([]byte, int, error) {
 				dst = append(dst, ',')
 			}
 			if isMap {
-				kh, err := cbHead(p, i)
-				if err != nil {
-					return dst, 0, err
+				if i >= len(p) {
+					return dst, 0, errCBOREOF
 				}
-				if kh.major != cbText {
+				if p[i]>>5 != cbText {
 					return dst, 0, errCBORKey
 				}
-				end, _, err := cbString(p, i, kh)
-				if err != nil {
+				if dst, i, err = cbToJSON(dst, p, i, depth+1); err != nil {
 					return dst, 0, err
 				}
-				dst = append(cbTextToJSON(dst, p, i, kh), ':')
-				i = end
+				dst = append(dst, ':')
 			}
 			if dst, i, err = cbToJSON(dst, p, i, depth+1); err != nil {
 				return dst, 0, err

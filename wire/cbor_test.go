@@ -991,3 +991,20 @@ func TestCBORHalfFloats(t *testing.T) {
 		}
 	}
 }
+
+// TestCBORTruncatedMaps: a definite map whose items run past the input
+// (its count passed the head's plausibility check) is truncated, not a panic.
+func TestCBORTruncatedMaps(t *testing.T) {
+	for _, in := range []string{"a2 61 61 62 6262", "a2 61 61 01", "a2 61 61 01 61", "82 62 6161", "bf 61 61"} {
+		p := cbHex(t, in)
+		if _, err := CBORToJSON(nil, p); err != errCBOREOF {
+			t.Errorf("%s to JSON: %v", in, err)
+		}
+		if _, err := CBORToMsgpack(nil, p); err != errCBOREOF {
+			t.Errorf("%s to msgpack: %v", in, err)
+		}
+		if ValidCBOR(p) {
+			t.Errorf("%s: valid", in)
+		}
+	}
+}
