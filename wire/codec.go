@@ -4,7 +4,7 @@ package wire
 // encoding: which subprotocol a connection negotiated, whether its frames are
 // binary, and which decoder and reply writer it uses. Adding an encoding
 // means a new Codec constant here, its decoder and writer primitives in a
-// file of its own (json.go, msgpack.go), and the cases that dispatch to them
+// file of its own (json.go, msgpack.go, cbor.go), and the cases that dispatch to them
 // (Decode below, objWriter in writer.go, Transcode in transcode.go).
 
 // Codec is a subprotocol's encoding. It is a small value so that a connection
@@ -39,6 +39,8 @@ func ParseCodec(subprotocol string) (Codec, bool) {
 		return CodecMsgpack, true
 	case SubprotocolProtobuf:
 		return CodecProtobuf, true
+	case SubprotocolCBOR:
+		return CodecCBOR, true
 	}
 	return CodecJSON, false
 }
@@ -50,6 +52,8 @@ func (c Codec) Subprotocol() string {
 		return SubprotocolMsgpack
 	case CodecProtobuf:
 		return SubprotocolProtobuf
+	case CodecCBOR:
+		return SubprotocolCBOR
 	}
 	return SubprotocolJSON
 }
@@ -58,7 +62,7 @@ func (c Codec) Subprotocol() string {
 func (c Codec) String() string { return c.Subprotocol() }
 
 // Binary reports whether messages of c travel in binary frames (else text).
-func (c Codec) Binary() bool { return c == CodecMsgpack || c == CodecProtobuf }
+func (c Codec) Binary() bool { return c != CodecJSON }
 
 // Decode decodes one client message in codec c into e.
 func (c Codec) Decode(p []byte, e *Envelope) error {
@@ -67,6 +71,8 @@ func (c Codec) Decode(p []byte, e *Envelope) error {
 		return DecodeMsgpack(p, e)
 	case CodecProtobuf:
 		return DecodeProtobuf(p, e)
+	case CodecCBOR:
+		return DecodeCBOR(p, e)
 	}
 	return DecodeJSON(p, e)
 }

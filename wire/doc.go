@@ -22,6 +22,8 @@
 //	protobuf.go   gw.protobuf (schema docs/wsgate.proto): DecodeProtobuf,
 //	              ServerMessage writer, filter reader, JSONToProtobuf and
 //	              ProtobufToJSON
+//	cbor.go       gw.cbor: DecodeCBOR, head reader, validator, writer primitives,
+//	              filter reader, CBOR<->JSON and CBOR<->msgpack transcoding
 //	transcode.go  Transcode dispatch; JSONToMsgpack and MsgpackToJSON
 //
 // # Ownership

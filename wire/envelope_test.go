@@ -69,13 +69,13 @@ func TestEnvelopeNamesOfTypes(t *testing.T) {
 			t.Errorf("priority %v does not round-trip", p)
 		}
 	}
-	for _, c := range []Codec{CodecJSON, CodecMsgpack} {
+	for _, c := range []Codec{CodecJSON, CodecMsgpack, CodecCBOR, CodecProtobuf} {
 		if got, ok := ParseCodec(c.Subprotocol()); !ok || got != c {
 			t.Errorf("codec %v does not round-trip", c)
 		}
 	}
-	if _, ok := ParseCodec("gw.cbor"); ok {
-		t.Error("gw.cbor accepted")
+	if _, ok := ParseCodec("gw.xml"); ok {
+		t.Error("gw.xml accepted")
 	}
 }
 

@@ -4,7 +4,8 @@ package wire
 // `filter` on publish): the parsed Filter, matched once per receiver against
 // its `tags` claim, and ParseFilter, which reads the raw filter value in any
 // encoding through that encoding's filter reader (jsonFilterItems in json.go,
-// msgpackFilterItems in msgpack.go). A parsed Filter is immutable, safe to
+// msgpackFilterItems in msgpack.go,
+// cborFilterItems in cbor.go). A parsed Filter is immutable, safe to
 // share between goroutines.
 
 // Filter limits, so that one publish cannot make every receiver do unbounded
@@ -71,11 +72,14 @@ func ParseFilter(raw []byte, c Codec) (Filter, error) {
 	}
 	var items []filterItem
 	var err error
-	if c == CodecMsgpack {
+	switch c {
+	case CodecMsgpack:
 		items, err = msgpackFilterItems(raw)
-	} else if c == CodecProtobuf {
+	case CodecProtobuf:
 		items, err = protobufFilterItems(raw)
-	} else {
+	case CodecCBOR:
+		items, err = cborFilterItems(raw)
+	default:
 		items, err = jsonFilterItems(raw)
 	}
 	if err != nil || items == nil {

@@ -76,6 +76,8 @@ func MsgpackToJSON(dst, src []byte) ([]byte, error) {
 // codecs are a caller bug (the raw bytes should be shared) and an error.
 func Transcode(dst, src []byte, from, to Codec) ([]byte, error) {
 	switch {
+	case from == CodecCBOR || to == CodecCBOR:
+		return transcodeCBOR(dst, src, from, to)
 	case from == CodecJSON && to == CodecMsgpack:
 		return JSONToMsgpack(dst, src)
 	case from == CodecMsgpack && to == CodecJSON:

@@ -8,7 +8,7 @@ import (
 
 // This file holds objWriter, the encoding-parallel writer behind the Codec
 // reply methods (reply.go). It writes one flat object with the primitives of
-// the connection's encoding (json.go, msgpack.go); a new encoding adds its
+// the connection's encoding (json.go, msgpack.go, cbor.go); a new encoding adds its
 // case to each method here.
 
 // objWriter writes one flat object in the codec c. Keys are constants
@@ -24,6 +24,9 @@ type objWriter struct {
 }
 
 func beginObj(c Codec, dst []byte, typ string) objWriter {
+	if c == CodecCBOR {
+		return cbBeginObj(dst, typ)
+	}
 	w := objWriter{b: dst, c: c}
 	if w.c == CodecProtobuf {
 		w.pbStr("type", typ)
@@ -40,6 +43,10 @@ func beginObj(c Codec, dst []byte, typ string) objWriter {
 }
 
 func (w *objWriter) key(k string) {
+	if w.c == CodecCBOR {
+		w.cbKey(k)
+		return
+	}
 	w.n++
 	if w.c == CodecMsgpack {
 		w.b = mpAppendStr(w.b, k)
@@ -53,6 +60,10 @@ func (w *objWriter) key(k string) {
 func (w *objWriter) sstr(k, v string) {
 	if w.c == CodecProtobuf {
 		w.pbStr(k, v)
+		return
+	}
+	if w.c == CodecCBOR {
+		w.cbSstr(k, v)
 		return
 	}
 	w.key(k)
@@ -76,6 +87,10 @@ func (w *objWriter) int(k string, v int64) {
 		w.pbVarint(k, uint64(v))
 		return
 	}
+	if w.c == CodecCBOR {
+		w.cbInt(k, v)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendInt(w.b, v)
@@ -89,6 +104,10 @@ func (w *objWriter) uint(k string, v uint64) {
 		w.pbVarint(k, v)
 		return
 	}
+	if w.c == CodecCBOR {
+		w.cbUint(k, v)
+		return
+	}
 	w.key(k)
 	if w.c == CodecMsgpack {
 		w.b = mpAppendUint(w.b, v)
@@ -100,6 +119,10 @@ func (w *objWriter) uint(k string, v uint64) {
 func (w *objWriter) bool(k string, v bool) {
 	if w.c == CodecProtobuf {
 		w.pbVarint(k, protowire.EncodeBool(v))
+		return
+	}
+	if w.c == CodecCBOR {
+		w.cbBool(k, v)
 		return
 	}
 	w.key(k)
@@ -121,6 +144,10 @@ func (w *objWriter) raw(k string, v []byte) {
 		w.pbRaw(k, v)
 		return
 	}
+	if w.c == CodecCBOR {
+		w.cbRaw(k, v)
+		return
+	}
 	w.key(k)
 	switch {
 	case len(v) > 0:
@@ -135,6 +162,10 @@ func (w *objWriter) raw(k string, v []byte) {
 func (w *objWriter) strs(k string, vs []string) {
 	if w.c == CodecProtobuf {
 		w.pbStrs(k, vs)
+		return
+	}
+	if w.c == CodecCBOR {
+		w.cbStrs(k, vs)
 		return
 	}
 	w.key(k)
@@ -158,6 +189,9 @@ func (w *objWriter) strs(k string, vs []string) {
 func (w *objWriter) end() []byte {
 	if w.c == CodecProtobuf {
 		return w.b
+	}
+	if w.c == CodecCBOR {
+		return w.cbEnd()
 	}
 	if w.c == CodecMsgpack {
 		w.b[w.hdr] = 0x80 | byte(w.n)
