@@ -185,7 +185,10 @@ func (b *Backplane) handle(msg *nats.Msg) {
 		b.hist.receive(msg)
 		return
 	}
-	rm, err := b.decode(msg.Subject, msg.Data)
+	// One Remote for every message: Host.Deliver keeps nothing of it past
+	// the call, so the receiver decodes without allocating.
+	rm := &b.rxRemote
+	err := b.decode(msg.Subject, msg.Data, rm)
 	if err == nil && !clientwire.ValidJSON(rm.Data) {
 		err = errBadData
 	}
@@ -195,6 +198,7 @@ func (b *Backplane) handle(msg *nats.Msg) {
 	}
 	b.received.Add(1)
 	b.deliver(rm)
+	*rm = router.Remote{}
 }
 
 // errBadData: a payload whose data is not JSON the gateway can deliver to
@@ -220,7 +224,7 @@ func (b *Backplane) tellDropped(subject string, n uint64) {
 
 // address is the router address of an interest subject.
 func (b *Backplane) address(subject string) (router.Kind, string, bool) {
-	rest, ok := strings.CutPrefix(subject, b.opts.Prefix+".")
+	rest, ok := strings.CutPrefix(subject, b.subjPrefix)
 	if !ok {
 		return 0, "", false
 	}
