@@ -3,6 +3,7 @@ package natsbp
 import (
 	"io"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func BenchmarkBackplaneReceiveDecode(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchPayload)))
 	for b.Loop() {
-		bp.handle(msg)
+		bp.handle(msg, &bp.rxRemote)
 	}
 	if bp.decodeErrors.Load() != 0 || n.Load() == 0 {
 		b.Fatalf("decode errors %d, delivered %d", bp.decodeErrors.Load(), n.Load())
@@ -163,5 +164,35 @@ func BenchmarkBackplaneReceive(b *testing.B) {
 			b.Fatalf("received %d of %d (dropped %d, decode errors %d)", got.Load(), b.N, bp.Stats().Dropped, bp.Stats().DecodeErrors)
 		}
 		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// BenchmarkBackplaneReceiveSpread: one batch of 1024 queued messages over
+// 64 rooms decoded and delivered (no-op) by 1, 2 or 4 goroutines
+// (Options.ReceiveWorkers), per message; no NATS.
+func BenchmarkBackplaneReceiveSpread(b *testing.B) {
+	for _, workers := range []int{1, 2, 4} {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			bp := New(Options{ReceiveWorkers: workers, Logger: quietLogger()})
+			bp.deliver = func(*router.Remote) {}
+			for _, w := range bp.rx.workers[1:] {
+				bp.wg.Add(1)
+				go bp.runDecodeWorker(w)
+			}
+			defer func() { close(bp.done); bp.wg.Wait() }()
+			batch := make([]pendingMsg, 1024)
+			for i := range batch {
+				batch[i].msg = &nats.Msg{Subject: "gw.room.r" + strconv.Itoa(i%64), Data: benchPayload}
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(batch) * len(benchPayload)))
+			for b.Loop() {
+				bp.handleSpread(batch)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/msg")
+			if bp.decodeErrors.Load() != 0 {
+				b.Fatal("decode errors")
+			}
+		})
 	}
 }

@@ -256,7 +256,7 @@ func TestBackplaneCodecAllocs(t *testing.T) {
 	delivered := 0
 	bp.deliver = func(*router.Remote) { delivered++ }
 	msg := &nats.Msg{Subject: "gw.room.lobby", Data: benchPayload}
-	if n := testing.AllocsPerRun(1000, func() { bp.handle(msg) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { bp.handle(msg, &bp.rxRemote) }); n != 0 {
 		t.Errorf("receive: %v allocations per message, want 0", n)
 	}
 	if delivered == 0 || bp.decodeErrors.Load() != 0 {

@@ -34,8 +34,9 @@
 //   - The pump goroutine moves inbound messages from the subscriptions'
 //     shared channel into a queue bounded by bytes (PendingBytes); past it
 //     messages are dropped and counted (inbound.go).
-//   - The receiver goroutine owns decoding inbound messages and calls the
-//     router's deliver function, which only posts to event loops (bounded
+//   - The receiver goroutine owns decoding inbound messages (with its
+//     decode workers for large batches, each subject on one of them) and
+//     calls the router's deliver function, which only posts to event loops (bounded
 //     by bytes there too), then tells the router what was dropped, so the
 //     receivers get `gap`. History gap fills run on their own workers
 //     (history.go), never on the receiver.
@@ -46,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,6 +80,11 @@ type Options struct {
 	// receiver goroutine (default DefaultPendingBytes, 64 MiB); past it
 	// they are dropped, counted, and their receivers told (inbound.go).
 	PendingBytes int
+	// ReceiveWorkers is how many goroutines decode and deliver inbound
+	// messages, the receiver included (default min(4, GOMAXPROCS); 1:
+	// the receiver alone). Each subject's messages stay on one of them, in
+	// order (inbound.go).
+	ReceiveWorkers int
 	// ReconnectWait is the base delay between reconnect attempts (default 250ms, with jitter).
 	ReconnectWait time.Duration
 	// ConfirmTimeout bounds the wait for the server's confirmation of a
@@ -128,7 +135,7 @@ type Backplane struct {
 	pubClosed   bool         // under pubMu
 	inbox       chan *nats.Msg
 	rx          receiverState // the pump's queue and drop accounting (inbound.go)
-	rxRemote    router.Remote // the receiver goroutine's decoded message (handle)
+	rxRemote    router.Remote // the receiver goroutine's decoded message (handle; worker 0)
 
 	mu           sync.Mutex // guards dirty, reconcileAll, barriers and closed
 	dirty        map[addr]struct{}
@@ -189,6 +196,9 @@ func New(opts Options) *Backplane {
 	if opts.PendingMsgs <= 0 {
 		opts.PendingMsgs = 65536
 	}
+	if opts.ReceiveWorkers <= 0 {
+		opts.ReceiveWorkers = min(4, runtime.GOMAXPROCS(0))
+	}
 	if opts.ReconnectWait <= 0 {
 		opts.ReconnectWait = 250 * time.Millisecond
 	}
@@ -218,7 +228,7 @@ func New(opts Options) *Backplane {
 		pubDone:    make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	b.rx.init(opts.PendingBytes)
+	b.rx.init(opts.PendingBytes, opts.ReceiveWorkers)
 	return b
 }
 
@@ -640,8 +650,13 @@ func (b *Backplane) subscribe(a addr, subj string) error {
 // (inbound.go).
 func (b *Backplane) receiver() {
 	defer b.wg.Done()
-	b.wg.Add(1) // the receiver's own count keeps the group above zero
+	// The pump and decode workers 1..n-1 (worker 0 is this goroutine,
+	// whose own count keeps the group above zero).
+	b.wg.Add(len(b.rx.workers))
 	go b.pump()
+	for _, w := range b.rx.workers[1:] {
+		go b.runDecodeWorker(w)
+	}
 	b.receive()
 }
 
