@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -226,6 +227,10 @@ func TestBackplaneDecodeCases(t *testing.T) {
 		{subject: "gw.room.r", payload: `{"data":1} {}`, fail: true},
 		{subject: "gw.room.r", payload: `[1]`, fail: true},
 		{subject: "gw.nope.r", payload: `{}`, fail: true},
+		{subject: "gw.room.r", payload: `{"data":[1e400]}`, fail: true},
+		{subject: "gw.room.r", payload: `{"data":` + strings.Repeat("[", 257) + strings.Repeat("]", 257) + `}`, fail: true},
+		{subject: "gw.room.r", payload: `{"data":` + strings.Repeat("[", 256) + strings.Repeat("]", 256) + `}`,
+			want: router.Remote{Kind: router.KindRoom, Name: "r", Data: []byte(strings.Repeat("[", 256) + strings.Repeat("]", 256))}},
 	} {
 		var got router.Remote
 		err := bp.decode(c.subject, []byte(c.payload), &got)

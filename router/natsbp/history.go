@@ -73,7 +73,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	clientwire "github.com/wsgate/wsgate/wire"
 	"strconv"
 	"strings"
 	"sync"
@@ -574,10 +573,8 @@ func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64
 	// strings aliasing data, which nothing writes again.
 	rm := &router.Remote{Kind: router.KindRoom, Name: room, Data: w.data, From: bstr(w.from), Filter: w.filter, ID: bstr(w.id),
 		TS: w.ts, Priority: pri, Origin: bstr(w.origin), OriginConn: w.conn, Seq: seq}
-	if len(rm.Data) == 0 {
+	if len(rm.Data) == 0 { // data was validated as ValidJSON would (decodeMessage)
 		rm.Data = nullJSON
-	} else if !clientwire.ValidJSON(rm.Data) {
-		return nil, fmt.Errorf("natsbp: stored payload of %s: %w", room, errBadData)
 	}
 	if rm.ID == "" {
 		rm.ID = "seq-" + strconv.FormatUint(seq, 10)

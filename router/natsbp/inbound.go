@@ -37,7 +37,6 @@ package natsbp
 // fetches them from the stream (history.go).
 
 import (
-	clientwire "github.com/wsgate/wsgate/wire"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,9 +287,8 @@ func (b *Backplane) handle(msg *nats.Msg, rm *router.Remote) {
 	// One Remote for every message of this goroutine: Host.Deliver keeps
 	// nothing of it past the call, so decoding allocates nothing.
 	err := b.decode(msg.Subject, msg.Data, rm)
-	if err == nil && !clientwire.ValidJSON(rm.Data) {
-		err = errBadData
-	}
+	// decode validated data as ValidJSON would (nesting, number range): a
+	// payload the gateway could not deliver to every receiver is an error.
 	if err != nil {
 		b.decodeErrors.Add(1)
 		return
@@ -299,14 +297,6 @@ func (b *Backplane) handle(msg *nats.Msg, rm *router.Remote) {
 	b.deliver(rm)
 	*rm = router.Remote{}
 }
-
-// errBadData: a payload whose data is not JSON the gateway can deliver to
-// every receiver (a number beyond float64, nesting deeper than 256).
-var errBadData = errorString("natsbp: data is not deliverable JSON")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
 
 // tellDropped hands the router a notice that n messages on subject were
 // dropped, so the address's receivers get `gap` (receiver goroutine).
