@@ -15,11 +15,12 @@ package natsbp
 //     nearly empty and nats.go's own drops (the channel full) are a last
 //     resort.
 //   - The receiver goroutine takes the whole queue at once, decodes and
-//     delivers each message (a batch of minSpread or more split by subject
-//     hash over ReceiveWorkers goroutines, the receiver one of them, so each
-//     subject's messages stay in order on one goroutine; the next batch
-//     waits for all of them) (the router only posts to event loops, and
-//     history gap fills run on their own workers, history.go), then hands
+//     delivers each message (the router only posts to event loops, and
+//     history gap fills run on their own workers, history.go). A batch of
+//     minSpread or more (a backlog) is split by subject hash over
+//     ReceiveWorkers goroutines, the receiver one of them: each subject's
+//     messages stay in order on one goroutine, and the next batch waits for
+//     the whole of this one. Then the receiver hands
 //     the router one Remote{Dropped: n} notice per subject that lost
 //     messages meanwhile, so the receivers of that address get `gap`.
 //     The notice comes after every message queued before the drop.
@@ -197,7 +198,7 @@ func (b *Backplane) receive() {
 const minSpread = 32
 
 // decodeWorker decodes and delivers the messages of its share of the
-// subjects (receiveWorkers).
+// subjects (Options.ReceiveWorkers).
 type decodeWorker struct {
 	in chan []pendingMsg // one part of one batch at a time
 	rm router.Remote     // the worker's decoded message (handle)

@@ -36,8 +36,8 @@
 //     messages are dropped and counted (inbound.go).
 //   - The receiver goroutine owns decoding inbound messages (with its
 //     decode workers for large batches, each subject on one of them) and
-//     calls the router's deliver function, which only posts to event loops (bounded
-//     by bytes there too), then tells the router what was dropped, so the
+//     calls the router's deliver function, which only posts to event loops
+//     (bounded by bytes there too), then tells the router what was dropped, so the
 //     receivers get `gap`. History gap fills run on their own workers
 //     (history.go), never on the receiver.
 //   - Counters are atomics, read by metrics at any time.
