@@ -328,14 +328,25 @@ func matchField(raw []byte, escaped bool) field {
 	return fieldUnknown
 }
 
-// foldEqual reports whether key equals the ASCII name under encoding/json's
-// folding (each rune to the smallest of its simple fold set), so that "TS",
-// "Ts" and "tſ" (U+017F) all match "ts".
+// foldEqual reports whether key equals name (lower-case ASCII letters)
+// under encoding/json's folding (each rune to the smallest of its simple
+// fold set), so that "TS", "Ts" and "tſ" (U+017F) all match "ts".
 func foldEqual(key []byte, name string) bool {
+	if len(key) < len(name) || len(key) > utf8.UTFMax*len(name) {
+		return false
+	}
 	j := 0
 	for i := 0; i < len(key); {
 		if j >= len(name) {
 			return false
+		}
+		if c := key[i]; c < utf8.RuneSelf { // names are lower-case ASCII letters
+			if c|0x20 != name[j] {
+				return false
+			}
+			i++
+			j++
+			continue
 		}
 		r, size := utf8.DecodeRune(key[i:])
 		if foldRune(r) != foldRune(rune(name[j])) {

@@ -222,6 +222,8 @@ func TestBackplaneDecodeCases(t *testing.T) {
 		{subject: "gw.all", payload: `null`, want: router.Remote{Kind: router.KindAll, Data: []byte(`null`)}},
 		{subject: "gw.all", payload: `{"from":"caf\u00e9 \ud83d\ude00","conn":"ignored here"}`,
 			want: router.Remote{Kind: router.KindAll, Data: []byte(`null`), From: "café 😀"}},
+		{subject: "gw.room.r", payload: "{\"T\u017f\":5,\"ORIGIN\":\"o\",\"Id\":\"i\",\"FiLtEr\":{},\"d\\u0041ta\":true}",
+			want: router.Remote{Kind: router.KindRoom, Name: "r", Data: []byte(`true`), Filter: []byte(`{}`), ID: "i", TS: 5, Origin: "o"}},
 		{subject: "gw.room.r", payload: `{"priority":"urgent"}`, fail: true},
 		{subject: "gw.room.r", payload: `{"ts":"5"}`, fail: true},
 		{subject: "gw.room.r", payload: `{"data":1} {}`, fail: true},
