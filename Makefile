@@ -47,7 +47,7 @@ alloc:
 # Each fuzz target runs briefly so CI catches regressions in the parsers;
 # `make fuzz FUZZTIME=5m` digs deeper.
 fuzz-short:
-	@for pkg in frame wire auth engine router; do \
+	@for pkg in frame wire auth engine router router/natsbp; do \
 		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | sed 's/func //'); do \
 			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
 			$(GO) test ./$$pkg/ -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) || exit 1; \

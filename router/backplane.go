@@ -83,7 +83,9 @@ type Confirmer interface {
 // blocks.
 type Host struct {
 	// Deliver takes a message from another instance (it only posts to
-	// event loops).
+	// event loops). The *Remote itself is lent for the call only (natsbp
+	// reuses one for every message); the strings and slices in it stay
+	// valid and unchanged, so Deliver may keep those but copies the struct.
 	Deliver func(*Remote)
 	// HasLocal reports whether this instance has local receivers of the
 	// address right now: the registry's truth, which interest

@@ -73,7 +73,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	clientwire "github.com/wsgate/wsgate/wire"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,13 +240,6 @@ type replayReq struct {
 	done  func(bool, error)
 }
 
-// storedWire is the payload of a stored room message: the core payload plus
-// the publishing connection.
-type storedWire struct {
-	wire
-	Conn uint64 `json:"conn,omitempty"`
-}
-
 var _ router.History = (*Backplane)(nil)
 
 // HistoryOn reports whether history mode is configured.
@@ -378,14 +370,9 @@ func (b *Backplane) PublishStored(m *router.Remote, done func(uint64, error)) er
 		b.publishErrors.Add(1)
 		return router.ErrUnavailable
 	}
-	w := storedWire{wire: wire{Data: m.Data, From: m.From, Filter: m.Filter, ID: m.ID, TS: m.TS, Origin: m.Origin}, Conn: m.OriginConn}
-	if m.Priority != clientwire.PriorityNormal {
-		w.Priority = m.Priority.String()
-	}
-	payload, err := json.Marshal(&w)
-	if err != nil {
-		return fmt.Errorf("natsbp: encode: %w", err)
-	}
+	// The message stays queued in nats.go until JetStream acks it: a
+	// payload of its own (codec.go; conn added).
+	payload := appendMessage(make([]byte, 0, 128+len(m.Data)+len(m.Filter)), m, m.OriginConn)
 	msg := &nats.Msg{Subject: h.roomPrefix + m.Name, Data: payload}
 	if m.ID != "" {
 		msg.Header = nats.Header{jetstream.MsgIDHeader: []string{m.ID}}
@@ -591,16 +578,20 @@ func (h *history) fetch(ctx context.Context, subj string, from uint64, fn func(m
 
 // toRemote decodes a stored message of room.
 func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64) (*router.Remote, error) {
-	var w storedWire
-	if err := json.Unmarshal(data, &w); err != nil {
+	var w message
+	if err := decodeMessage(data, &w, true); err != nil {
 		return nil, fmt.Errorf("natsbp: stored payload of %s: %w", room, err)
 	}
-	rm := &router.Remote{Kind: router.KindRoom, Name: room, Data: w.Data, From: w.From, Filter: w.Filter, ID: w.ID,
-		TS: w.TS, Origin: w.Origin, OriginConn: w.Conn, Seq: seq}
-	if len(rm.Data) == 0 {
-		rm.Data = []byte("null")
-	} else if !clientwire.ValidJSON(rm.Data) {
-		return nil, fmt.Errorf("natsbp: stored payload of %s: %w", room, errBadData)
+	pri, err := parsePriority(w.priority)
+	if err != nil {
+		return nil, fmt.Errorf("natsbp: stored payload of %s: %w %q", room, err, w.priority)
+	}
+	// Kept past delivery (parked, replay pages): a Remote of its own, its
+	// strings aliasing data, which nothing writes again.
+	rm := &router.Remote{Kind: router.KindRoom, Name: room, Data: w.data, From: bstr(w.from), Filter: w.filter, ID: bstr(w.id),
+		TS: w.ts, Priority: pri, Origin: bstr(w.origin), OriginConn: w.conn, Seq: seq}
+	if len(rm.Data) == 0 { // data was validated as ValidJSON would (decodeMessage)
+		rm.Data = nullJSON
 	}
 	if rm.ID == "" {
 		rm.ID = "seq-" + strconv.FormatUint(seq, 10)
@@ -609,15 +600,6 @@ func (h *history) toRemote(room string, hdr nats.Header, data []byte, seq uint64
 		if t, err := time.Parse(time.RFC3339Nano, hdr.Get(jetstream.TimeStampHeaer)); err == nil {
 			rm.TS = t.UnixMilli()
 		}
-	}
-	switch w.Priority {
-	case "", "normal":
-	case "high":
-		rm.Priority = clientwire.PriorityHigh
-	case "low":
-		rm.Priority = clientwire.PriorityLow
-	default:
-		return nil, fmt.Errorf("natsbp: priority %q", w.Priority)
 	}
 	return rm, nil
 }

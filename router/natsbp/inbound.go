@@ -16,7 +16,11 @@ package natsbp
 //     resort.
 //   - The receiver goroutine takes the whole queue at once, decodes and
 //     delivers each message (the router only posts to event loops, and
-//     history gap fills run on their own workers, history.go), then hands
+//     history gap fills run on their own workers, history.go). A batch of
+//     minSpread or more (a backlog) is split by subject hash over
+//     ReceiveWorkers goroutines, the receiver one of them: each subject's
+//     messages stay in order on one goroutine, and the next batch waits for
+//     the whole of this one. Then the receiver hands
 //     the router one Remote{Dropped: n} notice per subject that lost
 //     messages meanwhile, so the receivers of that address get `gap`.
 //     The notice comes after every message queued before the drop.
@@ -34,7 +38,6 @@ package natsbp
 // fetches them from the stream (history.go).
 
 import (
-	clientwire "github.com/wsgate/wsgate/wire"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,6 +76,12 @@ type receiverState struct {
 	sentinel     atomic.Pointer[nats.Msg]
 	sentinelDone chan *nats.Msg
 
+	// Decode workers (handleSpread): workers[0] is the receiver itself.
+	workers  []*decodeWorker
+	parts    [][]pendingMsg // the receiver's split of a batch, one per worker
+	partDone chan struct{}  // a worker delivered its part
+	spread   atomic.Uint64  // batches split over the workers (tests)
+
 	subDrops dropCounter
 }
 
@@ -91,10 +100,16 @@ type dropCounter struct {
 	n        atomic.Int32                    // len(suspects), read without mu
 }
 
-func (rs *receiverState) init(limit int) {
+func (rs *receiverState) init(limit, workers int) {
 	if limit <= 0 {
 		limit = DefaultPendingBytes
 	}
+	rs.workers = make([]*decodeWorker, workers)
+	for i := range rs.workers {
+		rs.workers[i] = &decodeWorker{in: make(chan []pendingMsg, 1)}
+	}
+	rs.parts = make([][]pendingMsg, workers)
+	rs.partDone = make(chan struct{}, workers)
 	rs.limit = int64(limit)
 	rs.kick = make(chan struct{}, 1)
 	rs.sentinelDone = make(chan *nats.Msg, 1)
@@ -174,24 +189,35 @@ func (b *Backplane) receive() {
 			if len(batch) == 0 && len(drops) == 0 && all == 0 {
 				break
 			}
+			// A Sync round's sentinel (sync.go) splits the batch: what
+			// came before it is delivered, and drops noted before it are
+			// told, before the round hears of it.
+			start := 0
 			for i := range batch {
-				if batch[i].sentinel {
-					// Everything before it is delivered; drops noted
-					// before it are told first.
-					for subj, n := range drops {
-						b.tellDropped(subj, n)
-					}
-					clear(drops)
-					select { // the receiver is the only sender: room after this
-					case <-rs.sentinelDone:
-					default:
-					}
-					rs.sentinelDone <- batch[i].msg
-					batch[i] = pendingMsg{}
+				if !batch[i].sentinel {
 					continue
 				}
-				b.handle(batch[i].msg)
-				rs.bytes.Add(-batch[i].size)
+				if !b.handleSpread(batch[start:i]) {
+					return // closing
+				}
+				for subj, n := range drops {
+					b.tellDropped(subj, n)
+				}
+				clear(drops)
+				select { // the receiver is the only sender: room after this
+				case <-rs.sentinelDone:
+				default:
+				}
+				rs.sentinelDone <- batch[i].msg
+				start = i + 1
+			}
+			if !b.handleSpread(batch[start:]) {
+				return // closing
+			}
+			for i := range batch {
+				if !batch[i].sentinel {
+					rs.bytes.Add(-batch[i].size)
+				}
 				batch[i] = pendingMsg{}
 			}
 			for subj, n := range drops {
@@ -205,8 +231,91 @@ func (b *Backplane) receive() {
 	}
 }
 
-// handle decodes and delivers one inbound message (receiver goroutine).
-func (b *Backplane) handle(msg *nats.Msg) {
+// minSpread is the smallest batch the receiver spreads over the decode
+// workers: below it, waking them costs more than decoding.
+const minSpread = 32
+
+// decodeWorker decodes and delivers the messages of its share of the
+// subjects (Options.ReceiveWorkers).
+type decodeWorker struct {
+	in chan []pendingMsg // one part of one batch at a time
+	rm router.Remote     // the worker's decoded message (handle)
+}
+
+// handleSpread decodes and delivers a batch in order per subject, and so
+// per address: on the receiver goroutine alone when the batch is small or
+// there is one worker, else split by subject hash over the workers (worker
+// 0 is the receiver itself), and returns once all of it is delivered. It
+// returns false when the backplane closed meanwhile.
+func (b *Backplane) handleSpread(batch []pendingMsg) bool {
+	rs := &b.rx
+	n := len(rs.workers)
+	if n <= 1 || len(batch) < minSpread {
+		for i := range batch {
+			b.handle(batch[i].msg, &b.rxRemote)
+		}
+		return true
+	}
+	for i := range rs.parts {
+		rs.parts[i] = rs.parts[i][:0]
+	}
+	for i := range batch {
+		w := subjectHash(batch[i].msg.Subject) % uint32(n)
+		rs.parts[w] = append(rs.parts[w], batch[i])
+	}
+	sent := 0
+	for w := 1; w < n; w++ {
+		if len(rs.parts[w]) > 0 {
+			rs.workers[w].in <- rs.parts[w] // capacity 1, and the worker finished its last part
+			sent++
+		}
+	}
+	rs.spread.Add(1)
+	for i := range rs.parts[0] {
+		b.handle(rs.parts[0][i].msg, &b.rxRemote)
+	}
+	for ; sent > 0; sent-- {
+		select {
+		case <-rs.partDone:
+		case <-b.done:
+			return false
+		}
+	}
+	for i := range rs.parts {
+		clear(rs.parts[i]) // no stale *nats.Msg kept alive
+	}
+	return true
+}
+
+// runDecodeWorker is one decode worker's goroutine.
+func (b *Backplane) runDecodeWorker(w *decodeWorker) {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.done:
+			return
+		case part := <-w.in:
+			for i := range part {
+				b.handle(part[i].msg, &w.rm)
+			}
+			b.rx.partDone <- struct{}{} // capacity: one per worker
+		}
+	}
+}
+
+// subjectHash is FNV-1a: which worker decodes a subject's messages.
+func subjectHash(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// handle decodes and delivers one inbound message into rm, which belongs
+// to the calling goroutine (the receiver or a decode worker).
+func (b *Backplane) handle(msg *nats.Msg, rm *router.Remote) {
 	if b.rx.subDrops.n.Load() > 0 {
 		b.takeSubDrops(msg.Sub, false)
 	}
@@ -214,25 +323,19 @@ func (b *Backplane) handle(msg *nats.Msg) {
 		b.hist.receive(msg)
 		return
 	}
-	rm, err := b.decode(msg.Subject, msg.Data)
-	if err == nil && !clientwire.ValidJSON(rm.Data) {
-		err = errBadData
-	}
+	// One Remote for every message of this goroutine: Host.Deliver keeps
+	// nothing of it past the call, so decoding allocates nothing.
+	err := b.decode(msg.Subject, msg.Data, rm)
+	// decode validated data as ValidJSON would (nesting, number range): a
+	// payload the gateway could not deliver to every receiver is an error.
 	if err != nil {
 		b.decodeErrors.Add(1)
 		return
 	}
 	b.received.Add(1)
 	b.deliver(rm)
+	*rm = router.Remote{}
 }
-
-// errBadData: a payload whose data is not JSON the gateway can deliver to
-// every receiver (a number beyond float64, nesting deeper than 256).
-var errBadData = errorString("natsbp: data is not deliverable JSON")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
 
 // tellDropped hands the router a notice that n messages on subject were
 // dropped, so the address's receivers get `gap` (receiver goroutine).
@@ -249,7 +352,7 @@ func (b *Backplane) tellDropped(subject string, n uint64) {
 
 // address is the router address of an interest subject.
 func (b *Backplane) address(subject string) (router.Kind, string, bool) {
-	rest, ok := strings.CutPrefix(subject, b.opts.Prefix+".")
+	rest, ok := strings.CutPrefix(subject, b.subjPrefix)
 	if !ok {
 		return 0, "", false
 	}

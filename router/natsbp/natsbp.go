@@ -34,9 +34,10 @@
 //   - The pump goroutine moves inbound messages from the subscriptions'
 //     shared channel into a queue bounded by bytes (PendingBytes); past it
 //     messages are dropped and counted (inbound.go).
-//   - The receiver goroutine owns decoding inbound messages and calls the
-//     router's deliver function, which only posts to event loops (bounded
-//     by bytes there too), then tells the router what was dropped, so the
+//   - The receiver goroutine owns decoding inbound messages (with its
+//     decode workers for large batches, each subject on one of them) and
+//     calls the router's deliver function, which only posts to event loops
+//     (bounded by bytes there too), then tells the router what was dropped, so the
 //     receivers get `gap`. History gap fills run on their own workers
 //     (history.go), never on the receiver.
 //   - The sync goroutine (sync.go) runs Sync rounds: interest applied,
@@ -46,11 +47,10 @@
 package natsbp
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	clientwire "github.com/wsgate/wsgate/wire"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,6 +83,11 @@ type Options struct {
 	// receiver goroutine (default DefaultPendingBytes, 64 MiB); past it
 	// they are dropped, counted, and their receivers told (inbound.go).
 	PendingBytes int
+	// ReceiveWorkers is how many goroutines decode and deliver inbound
+	// messages, the receiver included (default min(4, GOMAXPROCS); 1:
+	// the receiver alone). Each subject's messages stay on one of them, in
+	// order (inbound.go).
+	ReceiveWorkers int
 	// ReconnectWait is the base delay between reconnect attempts (default 250ms, with jitter).
 	ReconnectWait time.Duration
 	// ConfirmTimeout bounds the wait for the server's confirmation of a
@@ -119,18 +124,21 @@ type Stats struct {
 
 // Backplane is a router.Backplane over NATS.
 type Backplane struct {
-	opts     Options
-	instance string
-	host     router.Host
-	deliver  func(*router.Remote)
-	nc       *nats.Conn
+	opts       Options
+	subjPrefix string // opts.Prefix + "."
+	instance   string
+	host       router.Host
+	deliver    func(*router.Remote)
+	nc         *nats.Conn
 
 	pubq        chan outbound
+	freeBufs    chan *pubBuf // free list of queued messages' buffers (Publish)
 	queuedBytes atomic.Int64 // payload bytes in pubq (Options.PublishQueueBytes)
 	pubMu       sync.RWMutex // Publish holds it shared while enqueueing; Close exclusively, to stop them
 	pubClosed   bool         // under pubMu
 	inbox       chan *nats.Msg
 	rx          receiverState // the pump's queue and drop accounting (inbound.go)
+	rxRemote    router.Remote // the receiver goroutine's decoded message (handle; worker 0)
 
 	mu           sync.Mutex // guards dirty, reconcileAll, barriers, closed and syncs.waiting
 	dirty        map[addr]struct{}
@@ -170,8 +178,9 @@ type subscription struct {
 }
 
 type outbound struct {
-	subject string
-	payload []byte
+	subject string // aliases buf
+	payload []byte // aliases buf
+	buf     *pubBuf
 	confirm router.Confirmer
 	seq     uint64 // ConfirmSeq
 	epoch   uint64 // readiness epoch when accepted (health.go)
@@ -194,6 +203,9 @@ func New(opts Options) *Backplane {
 	if opts.PendingMsgs <= 0 {
 		opts.PendingMsgs = 65536
 	}
+	if opts.ReceiveWorkers <= 0 {
+		opts.ReceiveWorkers = min(4, runtime.GOMAXPROCS(0))
+	}
 	if opts.ReconnectWait <= 0 {
 		opts.ReconnectWait = 250 * time.Millisecond
 	}
@@ -210,19 +222,21 @@ func New(opts Options) *Backplane {
 		opts.Logger = slog.Default()
 	}
 	b := &Backplane{
-		opts:    opts,
-		pubq:    make(chan outbound, opts.PublishQueue),
-		inbox:   make(chan *nats.Msg, opts.PendingMsgs),
-		dirty:   map[addr]struct{}{},
-		kick:    make(chan struct{}, 1),
-		syncs:   syncState{kick: make(chan struct{}, 1)},
-		subs:    map[string]subscription{},
-		health:  newHealth(),
-		closing: make(chan struct{}),
-		pubDone: make(chan struct{}),
-		done:    make(chan struct{}),
+		opts:       opts,
+		subjPrefix: opts.Prefix + ".",
+		freeBufs:   make(chan *pubBuf, freeBufs),
+		pubq:       make(chan outbound, opts.PublishQueue),
+		inbox:      make(chan *nats.Msg, opts.PendingMsgs),
+		dirty:      map[addr]struct{}{},
+		kick:       make(chan struct{}, 1),
+		syncs:      syncState{kick: make(chan struct{}, 1)},
+		subs:       map[string]subscription{},
+		health:     newHealth(),
+		closing:    make(chan struct{}),
+		pubDone:    make(chan struct{}),
+		done:       make(chan struct{}),
 	}
-	b.rx.init(opts.PendingBytes)
+	b.rx.init(opts.PendingBytes, opts.ReceiveWorkers)
 	return b
 }
 
@@ -336,12 +350,15 @@ func (b *Backplane) Publish(m *router.Remote) error {
 		b.publishErrors.Add(1)
 		return router.ErrUnavailable
 	}
-	payload, err := encode(m)
-	if err != nil {
-		return fmt.Errorf("natsbp: encode: %w", err)
-	}
-	o := outbound{subject: b.Subject(m.Kind, m.Name), payload: payload, confirm: m.Confirm, seq: m.ConfirmSeq, epoch: epoch}
-	size := int64(len(payload))
+	// Subject and payload share one pooled buffer, back in the pool once
+	// the publisher has written them (nats.go copies them to its socket
+	// buffer): no allocation per message.
+	buf := b.getBuf()
+	buf.b = b.appendSubject(buf.b[:0], m.Kind, m.Name)
+	n := len(buf.b)
+	buf.b = appendMessage(buf.b, m, 0)
+	o := outbound{subject: bstr(buf.b[:n]), payload: buf.b[n:], buf: buf, confirm: m.Confirm, seq: m.ConfirmSeq, epoch: epoch}
+	size := int64(len(o.payload))
 	b.pubMu.RLock()
 	ok := !b.pubClosed && b.queuedBytes.Add(size) <= int64(b.opts.PublishQueueBytes)
 	if ok {
@@ -356,10 +373,61 @@ func (b *Backplane) Publish(m *router.Remote) error {
 	}
 	b.pubMu.RUnlock()
 	if !ok {
+		b.putBuf(buf)
 		b.publishErrors.Add(1)
 		return router.ErrUnavailable
 	}
 	return nil
+}
+
+// pubBuf holds one queued message's subject and payload (Publish).
+type pubBuf struct{ b []byte }
+
+// The free list of pubBufs holds at most freeBufs of them, each at most
+// maxFreeBuf bytes: a bounded memory cost (4 MiB at the usual 512 bytes,
+// 32 MiB at most), and no allocation per message while the backlog stays
+// within it (two batches). Unlike a sync.Pool it is not emptied by every
+// garbage collection, which would allocate the backlog's worth again each
+// cycle. Larger buffers (large messages), and those of a deeper backlog,
+// are left to the garbage collector.
+const (
+	freeBufs   = 2 * maxBatch
+	maxFreeBuf = 4 << 10
+)
+
+func (b *Backplane) getBuf() *pubBuf {
+	select {
+	case buf := <-b.freeBufs:
+		return buf
+	default:
+		return &pubBuf{b: make([]byte, 0, 512)}
+	}
+}
+
+func (b *Backplane) putBuf(buf *pubBuf) {
+	if buf == nil || cap(buf.b) > maxFreeBuf {
+		return
+	}
+	select {
+	case b.freeBufs <- buf:
+	default:
+	}
+}
+
+// appendSubject appends the NATS subject of an address (Subject).
+func (b *Backplane) appendSubject(dst []byte, kind router.Kind, name string) []byte {
+	dst = append(dst, b.subjPrefix...)
+	switch kind {
+	case router.KindUser:
+		dst = append(dst, "user."...)
+	case router.KindChannel:
+		dst = append(dst, "chan."...)
+	case router.KindAll:
+		return append(dst, "all"...)
+	default:
+		dst = append(dst, "room."...)
+	}
+	return append(dst, name...)
 }
 
 // Publisher batching: as much as is queued, up to these bounds, goes out
@@ -417,6 +485,7 @@ func (b *Backplane) publisher() {
 		err := b.sendConfirmed(batch[stale:])
 		settle = b.settle(settle, batch[stale:], err)
 		for i := range batch {
+			b.putBuf(batch[i].buf)
 			batch[i] = outbound{}
 		}
 		for i, m := range markers {
@@ -613,8 +682,13 @@ func (b *Backplane) subscribe(a addr, subj string) error {
 // (inbound.go).
 func (b *Backplane) receiver() {
 	defer b.wg.Done()
-	b.wg.Add(1) // the receiver's own count keeps the group above zero
+	// The pump and decode workers 1..n-1 (worker 0 is this goroutine,
+	// whose own count keeps the group above zero).
+	b.wg.Add(len(b.rx.workers))
 	go b.pump()
+	for _, w := range b.rx.workers[1:] {
+		go b.runDecodeWorker(w)
+	}
 	b.receive()
 }
 
@@ -664,61 +738,27 @@ func (b *Backplane) Close() error {
 	return err
 }
 
-// wire is the JSON payload on the subjects (PROTOCOL.md section 5).
-type wire struct {
-	Data     json.RawMessage `json:"data,omitempty"`
-	From     string          `json:"from,omitempty"`
-	Priority string          `json:"priority,omitempty"`
-	Filter   json.RawMessage `json:"filter,omitempty"`
-	ID       string          `json:"id,omitempty"`
-	TS       int64           `json:"ts,omitempty"`
-	Origin   string          `json:"origin,omitempty"`
-}
-
-func encode(m *router.Remote) ([]byte, error) {
-	w := wire{Data: m.Data, From: m.From, Filter: m.Filter, ID: m.ID, TS: m.TS, Origin: m.Origin}
-	if m.Priority != clientwire.PriorityNormal {
-		w.Priority = m.Priority.String()
-	}
-	return json.Marshal(&w)
-}
-
-// decode turns an inbound NATS message into a router.Remote. Messages from
-// services lack id and ts; the router stamps them.
-func (b *Backplane) decode(subject string, payload []byte) (*router.Remote, error) {
-	rest, ok := strings.CutPrefix(subject, b.opts.Prefix+".")
+// decode turns an inbound NATS message into rm, replacing all of it.
+// Messages from services lack id and ts; the router stamps them. rm's
+// strings and slices alias payload (codec.go).
+func (b *Backplane) decode(subject string, payload []byte, rm *router.Remote) error {
+	*rm = router.Remote{}
+	kind, name, ok := b.address(subject)
 	if !ok {
-		return nil, fmt.Errorf("natsbp: subject %q outside prefix", subject)
+		return fmt.Errorf("natsbp: unknown subject %q", subject)
 	}
-	rm := &router.Remote{}
-	switch {
-	case rest == "all":
-		rm.Kind = router.KindAll
-	case strings.HasPrefix(rest, "room."):
-		rm.Kind, rm.Name = router.KindRoom, rest[len("room."):]
-	case strings.HasPrefix(rest, "user."):
-		rm.Kind, rm.Name = router.KindUser, rest[len("user."):]
-	case strings.HasPrefix(rest, "chan."):
-		rm.Kind, rm.Name = router.KindChannel, rest[len("chan."):]
-	default:
-		return nil, fmt.Errorf("natsbp: unknown subject %q", subject)
+	var m message
+	if err := decodeMessage(payload, &m, false); err != nil {
+		return fmt.Errorf("natsbp: payload on %s: %w", subject, err)
 	}
-	var w wire
-	if err := json.Unmarshal(payload, &w); err != nil {
-		return nil, fmt.Errorf("natsbp: payload on %s: %w", subject, err)
+	pri, err := parsePriority(m.priority)
+	if err != nil {
+		return fmt.Errorf("natsbp: payload on %s: %w %q", subject, err, m.priority)
 	}
-	rm.Data, rm.From, rm.Filter, rm.ID, rm.TS, rm.Origin = w.Data, w.From, w.Filter, w.ID, w.TS, w.Origin
+	*rm = router.Remote{Kind: kind, Name: name, Data: m.data, From: bstr(m.from), Filter: m.filter, ID: bstr(m.id),
+		TS: m.ts, Priority: pri, Origin: bstr(m.origin)}
 	if len(rm.Data) == 0 {
-		rm.Data = []byte("null")
+		rm.Data = nullJSON
 	}
-	switch w.Priority {
-	case "", "normal":
-	case "high":
-		rm.Priority = clientwire.PriorityHigh
-	case "low":
-		rm.Priority = clientwire.PriorityLow
-	default:
-		return nil, fmt.Errorf("natsbp: priority %q", w.Priority)
-	}
-	return rm, nil
+	return nil
 }
