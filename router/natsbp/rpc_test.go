@@ -380,7 +380,8 @@ func TestRPCSlowServiceKeepsLoopResponsive(t *testing.T) {
 func TestRPCCloseDropsRequests(t *testing.T) {
 	ns := startNATS(t, 0)
 	svc := startServices(t, ns.ClientURL())
-	in := startInstanceWith(t, "rpc-f", Options{URLs: []string{ns.ClientURL()}}, 2, nil)
+	// A timeout far beyond the test's waits: only the close can empty the table.
+	in := startInstanceWith(t, "rpc-f", Options{URLs: []string{ns.ClientURL()}}, 2, func(o *router.Options) { o.RPCTimeout = time.Minute })
 	c, _ := dialRPC(t, in, "frank", clientwire.CodecJSON, auth.Claims{})
 	for i := range 10 {
 		c.send(map[string]any{"type": "rpc", "method": "svc.hold", "id": fmt.Sprint(i)})
