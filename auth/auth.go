@@ -174,8 +174,12 @@ type Claims struct {
 	Pub            []string
 	SubChannels    []string
 	SubChannelsSet bool
-	Tags           map[string]string
-	Admin          bool
+	// RPC holds the method patterns of claim `rpc`; RPCSet is false when
+	// the claim is absent (every method allowed).
+	RPC    []string
+	RPCSet bool
+	Tags   map[string]string
+	Admin  bool
 }
 
 // MayJoin reports whether the user may join room (claim `rooms`).
@@ -190,6 +194,12 @@ func (c *Claims) MayPublish(channel []byte) bool { return matchAny(c.Pub, channe
 // `sub_channels`).
 func (c *Claims) MaySubscribe(channel []byte) bool {
 	return !c.SubChannelsSet || matchAny(c.SubChannels, channel)
+}
+
+// MayRPC reports whether the user may call the service method (claim
+// `rpc`; absent allows every method).
+func (c *Claims) MayRPC(method []byte) bool {
+	return !c.RPCSet || matchAny(c.RPC, method)
 }
 
 // Verify checks token's signature, algorithm, exp and nbf and decodes its
@@ -260,6 +270,9 @@ func claimsFromMap(mc jwt.MapClaims) (*Claims, error) {
 		return nil, err
 	}
 	if c.SubChannels, c.SubChannelsSet, err = patternClaim(mc, "sub_channels"); err != nil {
+		return nil, err
+	}
+	if c.RPC, c.RPCSet, err = patternClaim(mc, "rpc"); err != nil {
 		return nil, err
 	}
 	switch tags := mc["tags"].(type) {
@@ -342,6 +355,7 @@ func MintHS256(secret []byte, c Claims, ttl time.Duration) (string, error) {
 		{name: "rooms", list: c.Rooms, set: c.RoomsSet || c.Rooms != nil},
 		{name: "pub", list: c.Pub, set: c.Pub != nil},
 		{name: "sub_channels", list: c.SubChannels, set: c.SubChannelsSet || c.SubChannels != nil},
+		{name: "rpc", list: c.RPC, set: c.RPCSet || c.RPC != nil},
 	} {
 		if !l.set {
 			continue

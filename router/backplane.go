@@ -238,3 +238,19 @@ type Syncer interface {
 	// done anyway: its outage gap covers the rest.
 	Sync(done func())
 }
+
+// Requester is the optional Backplane ability behind a client's `rpc`
+// (rpc.go): requests to the services behind the gateway. The router finds
+// it by a type assertion; without it (standalone, LocalHub) every rpc is
+// answered `error unavailable`.
+type Requester interface {
+	// ServeReplies sets where replies go; the router calls it once, before
+	// Start. reply runs on a backplane goroutine with the token the
+	// request was sent with; it must not block (it posts to a loop).
+	ServeReplies(reply func(token uint64, rep RPCReply))
+	// Request sends req and returns at once: an error (ErrUnavailable)
+	// when it cannot be sent now, else the answer comes through the reply
+	// function, at most once per request, unless nothing answers (the
+	// router times the request out). It takes ownership of req.
+	Request(req *RPCRequest) error
+}

@@ -37,6 +37,9 @@ type client struct {
 	// heldReplies counts the replies among held (written while settling),
 	// which are not deliveries.
 	heldReplies int
+	// rpcs are the tokens of this connection's rpc requests in flight
+	// (rpc.go), at most Options.RPCMaxInFlight.
+	rpcs []uint64
 }
 
 // inRoom reports whether cl joined room.

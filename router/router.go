@@ -45,6 +45,12 @@ type Options struct {
 	// the Backplane must implement History with HistoryOn() true, and a
 	// backplane in history mode needs it set.
 	History bool
+	// RPCTimeout bounds the wait for a service's answer to an rpc (default
+	// 5s); past it the client gets `error timeout` (rpc.go).
+	RPCTimeout time.Duration
+	// RPCMaxInFlight caps the rpc requests in flight per connection
+	// (default 16); past it `error rate_limited`.
+	RPCMaxInFlight int
 }
 
 func (o *Options) normalize() {
@@ -56,6 +62,8 @@ func (o *Options) normalize() {
 	}
 	setDefault(&o.RateKickAfter, 20)
 	setDefault(&o.MaxSubscriptions, 256)
+	setDefault(&o.RPCTimeout, 5*time.Second)
+	setDefault(&o.RPCMaxInFlight, 16)
 	if o.InstanceID == "" {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
@@ -93,6 +101,7 @@ type Router struct {
 	hist      History         // history mode (history.go); nil when off
 	pq        PresenceQuerier // cross-instance presence (presence.go); nil: local only
 	resumes   []resumeTable   // per loop, owned by that loop: resumes in flight
+	rq        Requester       // requests to services (rpc.go); nil: rpc answers unavailable
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
@@ -125,6 +134,7 @@ func (r *Router) Bind(e *engine.Engine) error {
 		return err
 	}
 	r.bindPresence()
+	r.bindRPC()
 	if bp := r.opts.Backplane; bp != nil {
 		host := Host{
 			Deliver:   r.fromBackplane,
@@ -213,6 +223,9 @@ func (r *Router) OnClose(c *engine.Conn, _ ws.StatusCode) {
 	cl.releaseHeld()
 	if r.hist != nil {
 		r.dropResumes(cl)
+	}
+	if len(cl.rpcs) > 0 {
+		s.dropRPCs(cl)
 	}
 }
 
@@ -433,6 +446,8 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 			return
 		}
 		r.handleResume(cl, e)
+	case wire.TypeRPC:
+		r.handleRPC(cl, e, now) // rpc.go
 	}
 }
 

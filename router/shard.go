@@ -31,6 +31,7 @@ type shard struct {
 	lat    LatencyHistogram // sampled delivery latency (stats.go)
 	gaps   gapBook          // dropped handoffs to this loop, until it tells the clients (any goroutine)
 	acks   ackQueue         // publishes waiting for the backplane's confirmation (confirm.go)
+	rpc    rpcTable         // rpc requests in flight (rpc.go)
 
 	pubMu sync.Mutex    // guards pub
 	pub   ShardSnapshot // counters as of the loop's last tick, for readers that must not wait (Router.Snapshot)
@@ -131,7 +132,7 @@ func (s *shard) statsCopy() ShardStats {
 // publishSnapshot copies the counters where Router.Snapshot can read them
 // without waiting for the loop. Loop only (OnTick).
 func (s *shard) publishSnapshot() {
-	snap := ShardSnapshot{Stats: s.statsCopy(), Latency: s.lat}
+	snap := ShardSnapshot{Stats: s.statsCopy(), Latency: s.lat, RPC: s.rpc.statsCopy()}
 	s.pubMu.Lock()
 	s.pub = snap
 	s.pubMu.Unlock()

@@ -78,6 +78,7 @@ func (s *shard) sampleLatency(m *outMsg) {
 type ShardSnapshot struct {
 	Stats   ShardStats
 	Latency LatencyHistogram
+	RPC     RPCStats // rpc outcomes and latency (rpc.go)
 }
 
 // Snapshot returns each loop's counters and latency histogram, copied on the
@@ -88,7 +89,7 @@ type ShardSnapshot struct {
 func (r *Router) Snapshot(ctx context.Context) ([]ShardSnapshot, error) {
 	return engine.CollectOrLast(ctx, r.eng.Loops(), func(l *engine.Loop) ShardSnapshot {
 		if sh, ok := l.Data().(*shard); ok {
-			return ShardSnapshot{Stats: sh.statsCopy(), Latency: sh.lat}
+			return ShardSnapshot{Stats: sh.statsCopy(), Latency: sh.lat, RPC: sh.rpc.statsCopy()}
 		}
 		return ShardSnapshot{}
 	}, func(l *engine.Loop) ShardSnapshot {
@@ -100,6 +101,7 @@ func (r *Router) Snapshot(ctx context.Context) ([]ShardSnapshot, error) {
 // OnTick publishes the loop's routing counters for Snapshot (engine.TickHandler).
 func (r *Router) OnTick(l *engine.Loop) {
 	if sh, ok := l.Data().(*shard); ok {
+		sh.sweepRPC() // rpc timeouts (rpc.go)
 		sh.publishSnapshot()
 	}
 }

@@ -27,6 +27,7 @@ const (
 	TypePublish
 	TypePresence
 	TypeResume
+	TypeRPC
 )
 
 var msgTypeNames = [...]string{
@@ -42,6 +43,7 @@ var msgTypeNames = [...]string{
 	TypePublish:     "publish",
 	TypePresence:    "presence",
 	TypeResume:      "resume",
+	TypeRPC:         "rpc",
 }
 
 // String returns the wire name of t ("" for TypeNone or an out-of-range value).
@@ -78,6 +80,8 @@ func lookupType(b []byte) MsgType {
 		return TypePresence
 	case "resume":
 		return TypeResume
+	case "rpc":
+		return TypeRPC
 	}
 	return TypeNone
 }
@@ -143,6 +147,7 @@ type Envelope struct {
 	Since    uint64
 	HasSince bool
 	Filter   []byte // raw filter object in the sender's codec; see ParseFilter
+	Method   []byte // rpc: the service method (a name, ValidName)
 
 	scratch []byte // unescaped JSON strings; owned by this Envelope
 }
@@ -162,6 +167,8 @@ const (
 	CodeNotJoined    = "not_joined"
 	CodeUnavailable  = "unavailable"
 	CodeSlowConsumer = "slow_consumer"
+	CodeTimeout      = "timeout"       // rpc: no answer within -rpc-timeout
+	CodeServiceError = "service_error" // rpc: the service answered with an error
 )
 
 // ProtocolError is a request the gateway refuses with an `error` reply; it
@@ -200,6 +207,9 @@ var (
 	errBadTo        = badRequest("bad user id in to")
 	errLongID       = badRequest("id longer than 64 bytes")
 	errBadPriority  = badRequest("priority must be high, normal or low")
+	errMissingMeth  = badRequest("missing method")
+	errBadMethod    = badRequest("bad method name")
+	errMissingRPCID = badRequest("rpc needs an id")
 )
 
 // Validate checks the fields that e.Type requires (PROTOCOL.md sections 3
@@ -252,6 +262,13 @@ func (e *Envelope) Validate() error {
 		if e.Data == nil {
 			return errMissingData
 		}
+	case TypeRPC:
+		// The id pairs the answer with the request: without one a client
+		// with several calls in flight could not tell the answers apart.
+		if len(e.ID) == 0 {
+			return errMissingRPCID
+		}
+		return checkName(e.Method, errMissingMeth, errBadMethod)
 	case TypeNone:
 		return ErrMissingType
 	default:

@@ -48,6 +48,13 @@ func TestEnvelopeValidate(t *testing.T) {
 		{name: "id 64", e: Envelope{Type: TypePing, ID: b(long[:64])}},
 		{name: "id 65", e: Envelope{Type: TypePing, ID: b(long[:65])}, err: errLongID},
 		{name: "bad priority", e: Envelope{Type: TypePing, Priority: 9}, err: errBadPriority},
+		{name: "rpc", e: Envelope{Type: TypeRPC, ID: b("r1"), Method: b("orders.get")}},
+		{name: "rpc no data", e: Envelope{Type: TypeRPC, ID: b("r1"), Method: b("a:b-c_d")}},
+		{name: "rpc no id", e: Envelope{Type: TypeRPC, Method: b("orders.get")}, err: errMissingRPCID},
+		{name: "rpc no method", e: Envelope{Type: TypeRPC, ID: b("r1")}, err: errMissingMeth},
+		{name: "rpc bad method", e: Envelope{Type: TypeRPC, ID: b("r1"), Method: b("orders..get")}, err: errBadMethod},
+		{name: "rpc wildcard method", e: Envelope{Type: TypeRPC, ID: b("r1"), Method: b("orders.>")}, err: errBadMethod},
+		{name: "rpc long method", e: Envelope{Type: TypeRPC, ID: b("r1"), Method: b(long)}, err: errBadMethod},
 		{name: "no type", e: Envelope{}, err: ErrMissingType},
 		{name: "bad type", e: Envelope{Type: 99}, err: errUnknownType},
 	}

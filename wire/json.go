@@ -39,6 +39,7 @@ var (
 	errTokenNotStr    = badRequest("token must be a string")
 	errRoomNotStr     = badRequest("room must be a string")
 	errChannelNotStr  = badRequest("channel must be a string")
+	errMethodNotStr   = badRequest("method must be a string")
 	errToNotStr       = badRequest("to must be a string")
 	errPriorityNotStr = badRequest("priority must be a string")
 )
@@ -164,6 +165,8 @@ func (e *Envelope) jsonField(p []byte, i int, key []byte) (int, error) {
 		dst, typeErr = &e.Room, errRoomNotStr
 	case "channel":
 		dst, typeErr = &e.Channel, errChannelNotStr
+	case "method":
+		dst, typeErr = &e.Method, errMethodNotStr
 	case "to":
 		dst, typeErr = &e.To, errToNotStr
 	default:

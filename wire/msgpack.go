@@ -331,6 +331,8 @@ func (e *Envelope) mpField(p []byte, i int, key []byte) (int, error) {
 		dst, typeErr = &e.Room, errRoomNotStr
 	case "channel":
 		dst, typeErr = &e.Channel, errChannelNotStr
+	case "method":
+		dst, typeErr = &e.Method, errMethodNotStr
 	case "to":
 		dst, typeErr = &e.To, errToNotStr
 	default:

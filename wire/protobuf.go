@@ -50,6 +50,7 @@ const (
 	pbCData     protowire.Number = 8
 	pbCPriority protowire.Number = 9
 	pbCSince    protowire.Number = 10
+	pbCMethod   protowire.Number = 40 // rpc (numbers 40-49 are rpc's)
 )
 
 // google.protobuf.Value, Struct (and its map entry) and ListValue field
@@ -308,7 +309,7 @@ func DecodeProtobuf(p []byte, e *Envelope) error {
 		}
 		start := i
 		i += n
-		if num < pbCType || num > pbCSince { // unknown field
+		if (num < pbCType || num > pbCSince) && num != pbCMethod { // unknown field
 			if n = protowire.ConsumeFieldValue(num, typ, p[i:]); n < 0 {
 				return errPBMalformed
 			}
@@ -385,6 +386,8 @@ func DecodeProtobuf(p []byte, e *Envelope) error {
 			e.Channel = s
 		case pbCTo:
 			e.To = s
+		case pbCMethod:
+			e.Method = s
 		}
 	}
 	if e.Type == TypeNone {

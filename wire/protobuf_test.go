@@ -145,6 +145,10 @@ func TestDecodeProtobufErrors(t *testing.T) {
 func TestProtobufEveryReply(t *testing.T) {
 	s := loadPBSchema(t)
 	id := []byte("c-1")
+	rpcData := map[Codec][]byte{} // encoded before, so that the alloc check sees only the reply
+	for _, c := range []Codec{CodecJSON, CodecProtobuf} {
+		rpcData[c] = pbTestData(t, c, `{"order":{"id":7,"items":["a"]}}`)
+	}
 	replies := []struct {
 		name string
 		enc  func(c Codec, dst []byte) []byte
@@ -175,6 +179,13 @@ func TestProtobufEveryReply(t *testing.T) {
 		{"gap reason", func(c Codec, d []byte) []byte { return c.AppendGapReason(d, GapBackplane) }},
 		{"gap at", func(c Codec, d []byte) []byte { return c.AppendGapAt(d, 40, TargetChannel, []byte("c"), GapOverload) }},
 		{"reconnect", func(c Codec, d []byte) []byte { return c.AppendReconnect(d, 2500) }},
+		{"rpc:result", func(c Codec, d []byte) []byte {
+			return c.AppendRPCResult(d, id, rpcData[c])
+		}},
+		{"rpc:result null", func(c Codec, d []byte) []byte { return c.AppendRPCResult(d, id, nil) }},
+		{"service_error", func(c Codec, d []byte) []byte {
+			return c.AppendServiceError(d, "not_found", "no such order \"7\"", id)
+		}},
 		{"delivery", func(c Codec, d []byte) []byte {
 			return c.AppendDelivery(d, &Delivery{Target: TargetRoom, Name: []byte("lobby"), From: []byte("alice"),
 				Data: pbTestData(t, c, `{"text":"hi","n":[1,-2.5,null,true]}`), ID: []byte("gw-a-1"), Seq: 7, HasSeq: true, TS: 1733040000000})

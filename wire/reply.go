@@ -235,3 +235,27 @@ func (c Codec) AppendReconnect(dst []byte, afterMS int64) []byte {
 	w.int("after_ms", afterMS)
 	return w.end()
 }
+
+// ReplyRPCResult is the answer to a client's `rpc` (PROTOCOL.md section 10).
+const ReplyRPCResult = "rpc:result"
+
+// AppendRPCResult appends `rpc:result {id, data}`; data must already be in
+// c (empty encodes as null).
+func (c Codec) AppendRPCResult(dst []byte, clientID, data []byte) []byte {
+	w := beginObj(c, dst, ReplyRPCResult)
+	w.clientID(clientID)
+	w.raw("data", data)
+	return w.end()
+}
+
+// AppendServiceError appends `error {code: service_error, reason, message,
+// id}`: a service answered an rpc with the error reason (its Wsgate-Error
+// header) and message (its reply body).
+func (c Codec) AppendServiceError(dst []byte, reason, message string, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyError)
+	w.sstr("code", CodeServiceError)
+	w.sstr("reason", reason)
+	w.sstr("message", message)
+	w.clientID(clientID)
+	return w.end()
+}

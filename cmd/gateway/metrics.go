@@ -39,6 +39,7 @@ type gatewayCollector struct {
 	shed, acceptErrors, overloadGaps,
 	histStored, histStoreErrors, histReplays, histReplayErrors, histReplayed,
 	histGapFills, histGapFillErrors, histDuplicates, histGapParkDrops,
+	rpcRequests, rpcLatency, rpcInFlight, rpcLate,
 	lagLast, lagMax, draining, loops *prometheus.Desc
 }
 
@@ -96,6 +97,11 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		histDuplicates:    d("history_duplicates_total", "Live messages dropped as repeats of a sequence already delivered."),
 		histGapParkDrops:  d("history_gap_park_drops_total", "Live messages not parked while their room was being filled (-history-park-bytes spent); the next fill fetches them."),
 
+		rpcRequests: d("rpc_requests_total", "Client rpc requests by outcome: ok, service_error, timeout, unavailable, forbidden, rate_limited, bad_reply (the reply was not JSON or over -max-message-size).", "outcome"),
+		rpcLatency:  d("rpc_latency_seconds", "Time from a client's rpc to the service's answer (rpc:result or service_error), every request."),
+		rpcInFlight: d("rpc_inflight", "rpc requests waiting for a service's answer."),
+		rpcLate:     d("rpc_late_replies_total", "Service replies that came after their rpc timed out or its connection closed (dropped)."),
+
 		lagLast:  d("loop_lag_seconds", "Event-loop lag: time from posting a probe task to the loop until it ran, last probe (once a second).", "loop"),
 		lagMax:   d("loop_lag_max_seconds", "Largest event-loop lag over the last minute.", "loop"),
 		draining: d("draining", "1 while the gateway drains after SIGTERM/SIGINT."),
@@ -116,6 +122,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.shed, c.acceptErrors, c.overloadGaps,
 		c.histStored, c.histStoreErrors, c.histReplays, c.histReplayErrors, c.histReplayed,
 		c.histGapFills, c.histGapFillErrors, c.histDuplicates, c.histGapParkDrops,
+		c.rpcRequests, c.rpcLatency, c.rpcInFlight, c.rpcLate,
 		c.lagLast, c.lagMax, c.draining, c.loops,
 	} {
 		ch <- d
@@ -207,6 +214,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 				buckets[ub] = cum
 			}
 			ch <- prometheus.MustNewConstHistogram(c.latency, lat.Count, float64(lat.SumNS)/1e9, buckets)
+			c.collectRPC(ch, snaps)
 		}
 	}
 	counter(c.slowConsumers, slow)
@@ -373,4 +381,24 @@ func (m *lagMonitor) snapshot() []lagSample {
 		out[i] = s
 	}
 	return out
+}
+
+// collectRPC sends the rpc metrics, folded over the loops.
+func (c *gatewayCollector) collectRPC(ch chan<- prometheus.Metric, snaps []router.ShardSnapshot) {
+	var st router.RPCStats
+	for i := range snaps {
+		st.Add(&snaps[i].RPC)
+	}
+	for i, name := range router.RPCOutcomeNames {
+		ch <- prometheus.MustNewConstMetric(c.rpcRequests, prometheus.CounterValue, float64(st.Outcomes[i]), name)
+	}
+	ch <- prometheus.MustNewConstMetric(c.rpcInFlight, prometheus.GaugeValue, float64(st.InFlight))
+	ch <- prometheus.MustNewConstMetric(c.rpcLate, prometheus.CounterValue, float64(st.Late))
+	buckets := make(map[float64]uint64, len(router.LatencyBuckets))
+	var cum uint64
+	for i, ub := range router.LatencyBuckets {
+		cum += st.Latency.Counts[i]
+		buckets[ub] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(c.rpcLatency, st.Latency.Count, float64(st.Latency.SumNS)/1e9, buckets)
 }

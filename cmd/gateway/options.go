@@ -110,6 +110,8 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&r.RateBurst, "rate-burst", 0, "token bucket size in messages (0 = 2 x -rate-msgs); the byte bucket holds as many seconds")
 	fs.IntVar(&r.RateKickAfter, "rate-kick-after", 20, "close with 1008 after this many rate-limited messages in a row (0 = never)")
 	fs.IntVar(&r.MaxSubscriptions, "max-subscriptions", 256, "rooms plus channels one connection may join")
+	fs.DurationVar(&r.RPCTimeout, "rpc-timeout", 5*time.Second, "how long an rpc waits for the service's answer before error timeout")
+	fs.IntVar(&r.RPCMaxInFlight, "rpc-max-inflight", 16, "rpc requests one connection may have in flight; past it error rate_limited")
 
 	fs.IntVar(&o.GOGC, "gogc", 100, "Go GC target percentage (lower trades CPU for less memory per idle connection; see docs/operations.md)")
 	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "soft Go memory limit in bytes (0 = none); the GC works harder near it")
@@ -242,6 +244,12 @@ func (o *options) finish() error {
 	}
 	if o.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("history-ttl %v: must not be negative", o.HistoryTTL))
+	}
+	if o.Router.RPCTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("rpc-timeout %v: must be positive", o.Router.RPCTimeout))
+	}
+	if o.Router.RPCMaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("rpc-max-inflight %d: must be at least 1", o.Router.RPCMaxInFlight))
 	}
 	if o.PresenceWindow <= 0 {
 		errs = append(errs, fmt.Errorf("presence-window %v: must be positive", o.PresenceWindow))

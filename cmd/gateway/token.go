@@ -22,6 +22,7 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	rooms := fs.String("rooms", "", "comma-separated rooms or globs the user may join (empty = all)")
 	pub := fs.String("pub", "", "comma-separated channel patterns the user may publish to (empty = none)")
 	subChannels := fs.String("sub-channels", "", "comma-separated channel patterns the user may subscribe to (empty = all)")
+	rpc := fs.String("rpc", "", "comma-separated service method patterns the user may call with rpc (empty = all)")
 	tags := fs.String("tags", "", "comma-separated key=value tags for conditional routing")
 	admin := fs.Bool("admin", false, "set the admin claim")
 	ttl := fs.Duration("ttl", time.Hour, "token lifetime")
@@ -44,6 +45,9 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	}
 	if *subChannels != "" {
 		c.SubChannels, c.SubChannelsSet = splitList(*subChannels), true
+	}
+	if *rpc != "" {
+		c.RPC, c.RPCSet = splitList(*rpc), true
 	}
 	if *tags != "" {
 		c.Tags = map[string]string{}

@@ -80,13 +80,13 @@ func (c *encClient) send(m map[string]any) {
 }
 
 // protoClientMessage builds a wsgate.v1.ClientMessage (docs/wsgate.proto):
-// type 1, id 2, room 4, data 8 (google.protobuf.Value).
+// type 1, id 2, room 4, data 8 (google.protobuf.Value), method 40.
 func protoClientMessage(m map[string]any) ([]byte, error) {
 	var b []byte
 	for _, f := range []struct {
 		key string
 		num protowire.Number
-	}{{"type", 1}, {"id", 2}, {"room", 4}} {
+	}{{"type", 1}, {"id", 2}, {"room", 4}, {"method", 40}} {
 		if s, ok := m[f.key].(string); ok {
 			b = protowire.AppendTag(b, f.num, protowire.BytesType)
 			b = protowire.AppendString(b, s)
@@ -143,7 +143,8 @@ func (c *encClient) read() map[string]any {
 }
 
 // protoServerMessage reads the fields of a wsgate.v1.ServerMessage this
-// test looks at: type 1, id 2, room 3, from 6, data 7.
+// tests look at: type 1, id 2, room 3, from 6, data 7, conn 11, reason 13,
+// code 14, message 15.
 func protoServerMessage(b []byte) (map[string]any, error) {
 	m := map[string]any{}
 	for len(b) > 0 {
@@ -171,6 +172,14 @@ func protoServerMessage(b []byte) (map[string]any, error) {
 			m["room"] = string(v)
 		case 6:
 			m["from"] = string(v)
+		case 11:
+			m["conn"] = string(v)
+		case 13:
+			m["reason"] = string(v)
+		case 14:
+			m["code"] = string(v)
+		case 15:
+			m["message"] = string(v)
 		case 7:
 			var val structpb.Value
 			if err := proto.Unmarshal(v, &val); err != nil {

@@ -10,7 +10,8 @@
 // always to <p>.all, so NATS carries one message per interested instance.
 // History mode (history.go) keeps room messages in JetStream and delivers
 // them from <p>.live.room.<room>; presence queries (presence.go) use
-// request/reply on <p>.presence.<room>; instances heartbeat on <p>.inst.hb
+// request/reply on <p>.presence.<room>; client `rpc` requests go to
+// services on <p>.rpc.<method> (rpc.go); instances heartbeat on <p>.inst.hb
 // (health.go).
 //
 // # Who owns what
@@ -148,9 +149,11 @@ type Backplane struct {
 	kick         chan struct{}
 	syncs        syncState // Sync requests (sync.go)
 
-	hist      *history                   // history mode; nil when off (history.go)
-	pres      *presence                  // presence queries (presence.go)
-	presLocal func(room string) []string // set by ServePresence before Start
+	hist      *history                                // history mode; nil when off (history.go)
+	pres      *presence                               // presence queries (presence.go)
+	presLocal func(room string) []string              // set by ServePresence before Start
+	rpc       *rpcSender                              // requests to services (rpc.go); nil when the router serves none
+	rpcReply  func(token uint64, rep router.RPCReply) // set by ServeReplies before Start
 
 	subs map[string]subscription // owned by the interest goroutine
 
@@ -294,6 +297,10 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		return err
 	}
 	if err := b.startPresence(); err != nil {
+		nc.Close()
+		return err
+	}
+	if err := b.startRPC(); err != nil {
 		nc.Close()
 		return err
 	}
