@@ -37,6 +37,13 @@ type client struct {
 	// heldReplies counts the replies among held (written while settling),
 	// which are not deliveries.
 	heldReplies int
+
+	// Hooks (hooks.go): hookWait is the connect hook's request token while
+	// the connection waits to be admitted; hookPassed says the hook allowed
+	// it; hookJoins counts join hooks in flight.
+	hookWait   uint64
+	hookPassed bool
+	hookJoins  int
 }
 
 // inRoom reports whether cl joined room.

@@ -101,6 +101,7 @@ func (r *Router) Snapshot(ctx context.Context) ([]ShardSnapshot, error) {
 func (r *Router) OnTick(l *engine.Loop) {
 	if sh, ok := l.Data().(*shard); ok {
 		sh.publishSnapshot()
+		r.expireHooks(sh) // hook timeouts (hooks.go)
 	}
 }
 

@@ -235,3 +235,13 @@ func (c Codec) AppendReconnect(dst []byte, afterMS int64) []byte {
 	w.int("after_ms", afterMS)
 	return w.end()
 }
+
+// AppendServerJoined appends `joined {room|channel, server:true}`: the
+// gateway joined the connection itself (the connect hook's rooms and
+// channels, PROTOCOL.md section 10); reply is ReplyJoined or "subscribed".
+func (c Codec) AppendServerJoined(dst []byte, reply, key string, name []byte) []byte {
+	w := beginObj(c, dst, reply)
+	w.bstr(key, name)
+	w.bool("server", true)
+	return w.end()
+}
