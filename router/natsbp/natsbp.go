@@ -124,8 +124,8 @@ type Stats struct {
 
 // Backplane is a router.Backplane over NATS.
 type Backplane struct {
-	upReplies func(token uint64, data []byte, noResponders bool) // hook answers (upstream.go)
-	upInbox   string                                             // "<inbox>." of hook requests
+	upReplies  func(token uint64, data []byte, noResponders bool) // hook answers (upstream.go)
+	upInbox    string                                             // "<inbox>." of hook requests
 	opts       Options
 	subjPrefix string // opts.Prefix + "."
 	instance   string
