@@ -141,7 +141,7 @@ func (r *Router) bindUpstream() error {
 type hookPatternError struct{ pattern string }
 
 func (e *hookPatternError) Error() string {
-	return "router: hook-join pattern " + strconv.Quote(e.pattern) + ": want room names with * and > wildcards"
+	return "router: hook-join pattern " + strconv.Quote(e.pattern) + ": want a room glob as in the rooms claim (* within a token, ** across dots)"
 }
 
 type upstreamError struct{}

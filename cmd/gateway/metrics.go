@@ -40,6 +40,7 @@ type gatewayCollector struct {
 	histStored, histStoreErrors, histReplays, histReplayErrors, histReplayed,
 	histGapFills, histGapFillErrors, histDuplicates, histGapParkDrops,
 	lagLast, lagMax, draining, loops *prometheus.Desc
+	events, hooks *prometheus.Desc // lifecycle events and hooks (router/events.go, router/hooks.go)
 }
 
 func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backplane, lag *lagMonitor, drain func() bool, log *slog.Logger) *gatewayCollector {
@@ -100,6 +101,9 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		lagMax:   d("loop_lag_max_seconds", "Largest event-loop lag over the last minute.", "loop"),
 		draining: d("draining", "1 while the gateway drains after SIGTERM/SIGINT."),
 		loops:    d("loops", "Event loops configured."),
+
+		events: d("events_total", "Lifecycle events (-events) by result: published (handed to NATS) or dropped (queue full, -event-queue-bytes, or NATS refused them).", "result"),
+		hooks:  d("hooks_total", "Hook answers by hook (connect, join) and outcome: allow, deny, timeout (no answer within -hook-timeout), unavailable (no responder, or the request could not be sent), malformed (treated as deny).", "hook", "outcome"),
 	}
 	return c
 }
@@ -116,7 +120,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.shed, c.acceptErrors, c.overloadGaps,
 		c.histStored, c.histStoreErrors, c.histReplays, c.histReplayErrors, c.histReplayed,
 		c.histGapFills, c.histGapFillErrors, c.histDuplicates, c.histGapParkDrops,
-		c.lagLast, c.lagMax, c.draining, c.loops,
+		c.lagLast, c.lagMax, c.draining, c.loops, c.events, c.hooks,
 	} {
 		ch <- d
 	}
@@ -174,6 +178,17 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		slow = sum.SlowConsumers
 	}
 
+	if c.rt != nil {
+		ev := c.rt.EventStats()
+		counter(c.events, ev.Published, "published")
+		counter(c.events, ev.Dropped, "dropped")
+		hs := c.rt.HookStats()
+		for k := range hs {
+			for o := range hs[k] {
+				counter(c.hooks, hs[k][o], router.HookKindNames[k], router.HookOutcomeNames[o])
+			}
+		}
+	}
 	if c.rt != nil {
 		snaps, err := c.rt.Snapshot(ctx)
 		if err != nil {
