@@ -51,6 +51,10 @@ type upItem struct {
 type upstreamQueue struct {
 	up       Upstream
 	maxBytes int
+	// unsent is told of a hook request that could not be published
+	// (NATS down), so that it is answered unavailable at once rather
+	// than at its timeout.
+	unsent func(token uint64)
 
 	mu      sync.Mutex
 	items   []upItem
@@ -63,8 +67,8 @@ type upstreamQueue struct {
 	published, dropped, failed atomic.Uint64 // events
 }
 
-func newUpstreamQueue(up Upstream, maxBytes int) *upstreamQueue {
-	q := &upstreamQueue{up: up, maxBytes: maxBytes, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newUpstreamQueue(up Upstream, maxBytes int, unsent func(token uint64)) *upstreamQueue {
+	q := &upstreamQueue{up: up, maxBytes: maxBytes, unsent: unsent, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	go q.run()
 	return q
 }
@@ -100,12 +104,14 @@ func (q *upstreamQueue) run() {
 		for i := range batch {
 			it := &batch[i]
 			err := q.up.UpstreamPublish(it.subject, it.token, it.body)
-			if it.token == 0 {
-				if err != nil {
-					q.failed.Add(1)
-				} else {
-					q.published.Add(1)
-				}
+			switch {
+			case it.token != 0 && err != nil:
+				q.unsent(it.token)
+			case it.token != 0:
+			case err != nil:
+				q.failed.Add(1)
+			default:
+				q.published.Add(1)
 			}
 			batch[i] = upItem{}
 		}

@@ -134,7 +134,7 @@ func (r *Router) bindUpstream() error {
 	}
 	up.ServeUpstreamReplies(r.hookReply)
 	r.upPrefix = up.UpstreamPrefix()
-	r.upq = newUpstreamQueue(up, o.EventQueueBytes)
+	r.upq = newUpstreamQueue(up, o.EventQueueBytes, func(token uint64) { r.hookReply(token, nil, true) })
 	return nil
 }
 
@@ -152,7 +152,8 @@ func (upstreamError) Error() string {
 
 var errNoUpstream error = upstreamError{}
 
-// hookReply takes an answer (any goroutine) and posts it to its loop.
+// hookReply takes an answer (any goroutine) and posts it to its loop;
+// noResponders (also: the request could not be sent) is unavailable.
 func (r *Router) hookReply(token uint64, data []byte, noResponders bool) {
 	i := int(token >> 56)
 	if i >= len(r.shards) {

@@ -440,3 +440,47 @@ func TestHooksNeedNATS(t *testing.T) {
 		t.Fatal("Bind accepted hooks on a backplane without NATS")
 	}
 }
+
+// With NATS down, events are dropped and counted, never queued up or
+// waited for: the client's join is answered as usual. A join hook has
+// nobody to ask and answers unavailable.
+func TestEventsDroppedAndHooksUnavailableWhileNATSDown(t *testing.T) {
+	ns := startNATS(t, 0)
+	in := hookInstance(t, "a", ns.ClientURL(), 1, func(o *router.Options) {
+		o.Events = true
+		o.HookJoin = []string{"vip.*"}
+	})
+	alice := in.dial("alice")
+	waitEvents := func(cond func(router.EventStats) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond(in.router.EventStats()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("event stats %+v", in.router.EventStats())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitEvents(func(s router.EventStats) bool { return s.Published == 1 })
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	deadline := time.Now().Add(5 * time.Second)
+	for in.router.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("router still ready with NATS down")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	alice.send(`{"type":"join","room":"lobby","id":"j1"}`)
+	if m := alice.expect("joined"); m["id"] != "j1" {
+		t.Fatalf("join while NATS is down: %v", m)
+	}
+	waitEvents(func(s router.EventStats) bool { return s.Published == 1 && s.Dropped == 1 })
+	alice.send(`{"type":"join","room":"vip.x","id":"j2"}`)
+	if m := alice.expect("error"); m["code"] != "unavailable" || m["id"] != "j2" {
+		t.Fatalf("join hook while NATS is down: %v", m)
+	}
+	if st := in.router.HookStats()[router.HookJoin]; st[router.HookUnavailable] != 1 {
+		t.Fatalf("join hook stats %v", st)
+	}
+}
