@@ -169,9 +169,14 @@ func (r *Router) event(cl *client, name, room string, code int) {
 	if q == nil || !r.opts.Events {
 		return
 	}
-	subject := r.upPrefix + ".event." + name
-	if room != "" {
-		subject += "." + room
+	var subject string
+	switch name {
+	case eventConnect:
+		subject = r.upConnect
+	case eventDisconnect:
+		subject = r.upDisconnect
+	default:
+		subject = r.upPrefix + ".event." + name + "." + room // one allocation
 	}
 	b := make([]byte, 0, 96+len(cl.user)+len(room)+len(r.opts.InstanceID))
 	b = append(b, `{"user":`...)

@@ -134,6 +134,7 @@ func (r *Router) bindUpstream() error {
 	}
 	up.ServeUpstreamReplies(r.hookReply)
 	r.upPrefix = up.UpstreamPrefix()
+	r.upConnect, r.upDisconnect = r.upPrefix+".event.connect", r.upPrefix+".event.disconnect"
 	r.upq = newUpstreamQueue(up, o.EventQueueBytes, func(token uint64) { r.hookReply(token, nil, true) })
 	return nil
 }

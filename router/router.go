@@ -95,20 +95,21 @@ func setDefault[T comparable](field *T, def T) {
 // engine.Handler; see doc.go for who owns what.
 type Router struct {
 	// Immutable after Bind.
-	opts      Options
-	verifier  *auth.Verifier
-	eng       *engine.Engine
-	eopts     engine.Options
-	shards    []*shard
-	reg       registry
-	authTicks uint32
-	svcSeq    atomic.Uint64   // ids for messages from services, which have none
-	hist      History         // history mode (history.go); nil when off
-	pq        PresenceQuerier // cross-instance presence (presence.go); nil: local only
-	resumes   []resumeTable   // per loop, owned by that loop: resumes in flight
-	upq       *upstreamQueue  // events and hook requests (events.go); nil when off
-	upPrefix  string          // subject prefix of events and hooks
-	hookCount hookCounters    // hook outcomes (hooks.go)
+	opts                    Options
+	verifier                *auth.Verifier
+	eng                     *engine.Engine
+	eopts                   engine.Options
+	shards                  []*shard
+	reg                     registry
+	authTicks               uint32
+	svcSeq                  atomic.Uint64   // ids for messages from services, which have none
+	hist                    History         // history mode (history.go); nil when off
+	pq                      PresenceQuerier // cross-instance presence (presence.go); nil: local only
+	resumes                 []resumeTable   // per loop, owned by that loop: resumes in flight
+	upq                     *upstreamQueue  // events and hook requests (events.go); nil when off
+	upPrefix                string          // subject prefix of events and hooks
+	upConnect, upDisconnect string          // their event subjects, built once
+	hookCount               hookCounters    // hook outcomes (hooks.go)
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
