@@ -112,10 +112,10 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&r.RateBurst, "rate-burst", 0, "token bucket size in messages (0 = 2 x -rate-msgs); the byte bucket holds as many seconds")
 	fs.IntVar(&r.RateKickAfter, "rate-kick-after", 20, "close with 1008 after this many rate-limited messages in a row (0 = never)")
 	fs.IntVar(&r.MaxSubscriptions, "max-subscriptions", 256, "rooms plus channels one connection may join")
-	fs.BoolVar(&r.Events, "events", false, "publish lifecycle events on <nats-prefix>.event.connect, .disconnect, .join.<room> and .leave.<room> (fire and forget)")
+	fs.BoolVar(&r.Events, "events", false, "publish lifecycle events on gw.event.connect, gw.event.disconnect, gw.event.join.ROOM and gw.event.leave.ROOM (gw = -nats-prefix; fire and forget)")
 	fs.IntVar(&r.EventQueueBytes, "event-queue-bytes", router.DefaultEventQueueBytes, "bytes of events and hook requests waiting to be published to NATS; past it events are dropped and counted, hook requests fail as unavailable")
-	fs.BoolVar(&r.HookConnect, "hook-connect", false, "ask <nats-prefix>.hook.connect before admitting a connection with a valid token (deny closes 4503, no answer 1013)")
-	fs.StringVar(&o.hookJoin, "hook-join", "", "comma-separated room patterns whose joins ask <nats-prefix>.hook.join (empty = none)")
+	fs.BoolVar(&r.HookConnect, "hook-connect", false, "ask gw.hook.connect (gw = -nats-prefix) before admitting a connection with a valid token (deny closes 4503, no answer 1013)")
+	fs.StringVar(&o.hookJoin, "hook-join", "", "comma-separated room globs whose joins ask gw.hook.join (gw = -nats-prefix; empty = none)")
 	fs.DurationVar(&r.HookTimeout, "hook-timeout", router.DefaultHookTimeout, "how long the gateway waits for a hook's answer")
 
 	fs.IntVar(&o.GOGC, "gogc", 100, "Go GC target percentage (lower trades CPU for less memory per idle connection; see docs/operations.md)")
