@@ -484,3 +484,38 @@ func TestEventsDroppedAndHooksUnavailableWhileNATSDown(t *testing.T) {
 		t.Fatalf("join hook stats %v", st)
 	}
 }
+
+// A join hook that never answers holds no loop either: on the same (only)
+// loop, another connection joins and talks while the first join waits, and
+// the waiting connection itself still gets answers to other requests.
+func TestJoinHookHungDoesNotDelayOthers(t *testing.T) {
+	ns := startNATS(t, 0)
+	svc := hookService(t, ns.ClientURL())
+	asked := make(chan struct{}, 1)
+	if _, err := svc.Subscribe("gw.hook.join", func(*nats.Msg) { asked <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	in := hookInstance(t, "a", ns.ClientURL(), 1, func(o *router.Options) {
+		o.HookJoin = []string{"vip.*"}
+		o.HookTimeout = 30 * time.Second
+	})
+	alice, bob := in.dial("alice"), in.dial("bob")
+	alice.send(`{"type":"join","room":"vip.wait","id":"w"}`)
+	<-asked
+	alice.send(`{"type":"join","room":"lobby","id":"l"}`)
+	if m := alice.expect("joined"); m["id"] != "l" {
+		t.Fatalf("alice lobby %v", m)
+	}
+	bob.send(`{"type":"join","room":"lobby"}`)
+	bob.expect("joined")
+	bob.send(`{"type":"message","room":"lobby","data":"hi"}`)
+	if m := alice.expect("message"); m["data"] != "hi" {
+		t.Fatalf("alice got %v", m)
+	}
+	if st := in.router.HookStats()[router.HookJoin]; st != [len(st)]uint64{} {
+		t.Fatalf("join hook stats %v: the hung join must still be pending", st)
+	}
+}
