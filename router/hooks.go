@@ -204,7 +204,8 @@ func hookAnswerTask(l *engine.Loop, arg any) {
 	}
 	var body hookAnswerBody
 	outcome := HookDeny
-	if err := json.Unmarshal(a.data, &body); err != nil || !validAnswer(&body) {
+	if err := json.Unmarshal(a.data, &body); err != nil || !validAnswer(&body) ||
+		len(body.Rooms)+len(body.Channels) > r.opts.MaxSubscriptions {
 		outcome = HookMalformed
 	} else if body.Allow != nil && *body.Allow {
 		outcome = HookAllow
@@ -213,7 +214,7 @@ func hookAnswerTask(l *engine.Loop, arg any) {
 }
 
 // validAnswer checks the names a hook gives (JSON types were checked by
-// the decoder).
+// the decoder); more names than -max-subscriptions is malformed too.
 func validAnswer(b *hookAnswerBody) bool {
 	for _, n := range b.Rooms {
 		if !wire.ValidName([]byte(n)) {
@@ -291,12 +292,6 @@ func (r *Router) connectHookDone(cl *client, p *pendingHook, outcome int, body *
 	cl.hookWait = 0
 	switch outcome {
 	case HookAllow:
-		if len(body.Rooms)+len(body.Channels) > r.opts.MaxSubscriptions {
-			r.hookCount[HookConnect][HookAllow].Add(^uint64(0))
-			r.hookCount[HookConnect][HookMalformed].Add(1)
-			cl.conn.Close(CloseHookDenied, "connect hook: more rooms and channels than -max-subscriptions")
-			return
-		}
 		cl.hookPassed = true
 		r.activate(cl, p.id)
 		for _, room := range body.Rooms {

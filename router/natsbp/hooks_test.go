@@ -205,10 +205,12 @@ func TestConnectHook(t *testing.T) {
 		"mallory": `{"allow":false,"reason":"banned"}`,
 		"weird":   `{"allow":"yes"}`,
 		"badroom": `{"allow":true,"rooms":["no spaces"]}`,
+		"greedy":  `{"allow":true,"rooms":["a","b"],"channels":["c","d"]}`,
 	})
 	in := hookInstance(t, "a", ns.ClientURL(), 2, func(o *router.Options) {
 		o.HookConnect = true
 		o.HookTimeout = 500 * time.Millisecond
+		o.MaxSubscriptions = 3 // alice's three fit, greedy's four do not
 	})
 
 	t.Run("allow with rooms", func(t *testing.T) {
@@ -269,7 +271,7 @@ func TestConnectHook(t *testing.T) {
 		<-reqs
 	})
 	t.Run("malformed", func(t *testing.T) {
-		for _, user := range []string{"weird", "badroom"} {
+		for _, user := range []string{"weird", "badroom", "greedy"} {
 			c := in.dialRaw(user)
 			if code, reason := c.expectClose(); code != 4503 || reason != "connect hook: malformed answer" {
 				t.Fatalf("%s: close %d %q, want 4503 malformed", user, code, reason)
@@ -292,7 +294,7 @@ func TestConnectHook(t *testing.T) {
 		}
 	})
 	st := in.router.HookStats()[router.HookConnect]
-	if st[router.HookAllow] != 3 || st[router.HookDeny] != 1 || st[router.HookMalformed] != 2 || st[router.HookTimeout] != 1 || st[router.HookUnavailable] != 0 {
+	if st[router.HookAllow] != 3 || st[router.HookDeny] != 1 || st[router.HookMalformed] != 3 || st[router.HookTimeout] != 1 || st[router.HookUnavailable] != 0 {
 		t.Fatalf("connect hook stats %v", st)
 	}
 }
