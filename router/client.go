@@ -40,6 +40,13 @@ type client struct {
 	// rpcs are the tokens of this connection's rpc requests in flight
 	// (rpc.go), at most Options.RPCMaxInFlight.
 	rpcs []uint64
+
+	// Hooks (hooks.go): hookWait is the connect hook's request token while
+	// the connection waits to be admitted; hookPassed says the hook allowed
+	// it; hookJoins counts join hooks in flight.
+	hookWait   uint64
+	hookPassed bool
+	hookJoins  int
 }
 
 // inRoom reports whether cl joined room.

@@ -51,6 +51,17 @@ type Options struct {
 	// RPCMaxInFlight caps the rpc requests in flight per connection
 	// (default 16); past it `error rate_limited`.
 	RPCMaxInFlight int
+	// Events publishes lifecycle events (PROTOCOL.md section 10, events.go).
+	Events bool
+	// EventQueueBytes bounds events and hook requests waiting to be
+	// published (default DefaultEventQueueBytes); past it events are dropped.
+	EventQueueBytes int
+	// HookConnect asks gw.hook.connect before admitting a connection (hooks.go).
+	HookConnect bool
+	// HookJoin lists room patterns whose joins ask gw.hook.join.
+	HookJoin []string
+	// HookTimeout bounds the wait for a hook's answer (default DefaultHookTimeout).
+	HookTimeout time.Duration
 }
 
 func (o *Options) normalize() {
@@ -64,6 +75,8 @@ func (o *Options) normalize() {
 	setDefault(&o.MaxSubscriptions, 256)
 	setDefault(&o.RPCTimeout, 5*time.Second)
 	setDefault(&o.RPCMaxInFlight, 16)
+	setDefault(&o.EventQueueBytes, DefaultEventQueueBytes)
+	setDefault(&o.HookTimeout, DefaultHookTimeout)
 	if o.InstanceID == "" {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
@@ -90,18 +103,22 @@ func setDefault[T comparable](field *T, def T) {
 // engine.Handler; see doc.go for who owns what.
 type Router struct {
 	// Immutable after Bind.
-	opts      Options
-	verifier  *auth.Verifier
-	eng       *engine.Engine
-	eopts     engine.Options
-	shards    []*shard
-	reg       registry
-	authTicks uint32
-	svcSeq    atomic.Uint64   // ids for messages from services, which have none
-	hist      History         // history mode (history.go); nil when off
-	pq        PresenceQuerier // cross-instance presence (presence.go); nil: local only
-	resumes   []resumeTable   // per loop, owned by that loop: resumes in flight
-	rq        Requester       // requests to services (rpc.go); nil: rpc answers unavailable
+	opts                    Options
+	verifier                *auth.Verifier
+	eng                     *engine.Engine
+	eopts                   engine.Options
+	shards                  []*shard
+	reg                     registry
+	authTicks               uint32
+	svcSeq                  atomic.Uint64   // ids for messages from services, which have none
+	hist                    History         // history mode (history.go); nil when off
+	pq                      PresenceQuerier // cross-instance presence (presence.go); nil: local only
+	resumes                 []resumeTable   // per loop, owned by that loop: resumes in flight
+	upq                     *upstreamQueue  // events and hook requests (events.go); nil when off
+	upPrefix                string          // subject prefix of events and hooks
+	upConnect, upDisconnect string          // their event subjects, built once
+	hookCount               hookCounters    // hook outcomes (hooks.go)
+	rq                      Requester       // requests to services (rpc.go); nil: rpc answers unavailable
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
@@ -135,6 +152,9 @@ func (r *Router) Bind(e *engine.Engine) error {
 	}
 	r.bindPresence()
 	r.bindRPC()
+	if err := r.bindUpstream(); err != nil {
+		return err
+	}
 	if bp := r.opts.Backplane; bp != nil {
 		host := Host{
 			Deliver:   r.fromBackplane,
@@ -152,6 +172,9 @@ func (r *Router) Bind(e *engine.Engine) error {
 // Close detaches from the backplane (after the engine stopped); the
 // backplane hands on what it accepted first (bounded by its timeout).
 func (r *Router) Close() error {
+	if r.upq != nil {
+		r.upq.close(5 * time.Second)
+	}
 	if r.opts.Backplane != nil {
 		return r.opts.Backplane.Close()
 	}
@@ -208,7 +231,7 @@ func (r *Router) OnDrain(c *engine.Conn) {
 }
 
 // OnClose removes the connection from every table.
-func (r *Router) OnClose(c *engine.Conn, _ ws.StatusCode) {
+func (r *Router) OnClose(c *engine.Conn, code ws.StatusCode) {
 	cl, ok := c.App().(*client)
 	if !ok {
 		return
@@ -217,8 +240,9 @@ func (r *Router) OnClose(c *engine.Conn, _ ws.StatusCode) {
 	for len(cl.members) > 0 {
 		r.leaveAt(cl, len(cl.members)-1, nil)
 	}
-	if cl.claims != nil {
+	if cl.claims != nil && cl.authedIdx >= 0 {
 		s.removeAuthed(cl)
+		r.event(cl, eventDisconnect, "", int(code))
 	}
 	cl.releaseHeld()
 	if r.hist != nil {
@@ -231,6 +255,10 @@ func (r *Router) OnClose(c *engine.Conn, _ ws.StatusCode) {
 
 // activate makes cl an authenticated, active connection.
 func (r *Router) activate(cl *client, clientID []byte) {
+	if r.opts.HookConnect && !cl.hookPassed {
+		r.askConnectHook(cl, clientID) // admitted once the hook allows (hooks.go)
+		return
+	}
 	s := cl.shard
 	cl.user = cl.claims.Sub
 	cl.conn.SetState(engine.StateActive)
@@ -241,6 +269,7 @@ func (r *Router) activate(cl *client, clientID []byte) {
 	}
 	s.out = cl.codec.AppendAuthOK(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, clientID)
 	s.write(cl, s.out)
+	r.event(cl, eventConnect, "", 0)
 }
 
 // joinAddr adds a membership on the shard and in the registry.
@@ -256,6 +285,9 @@ func (r *Router) joinAddr(cl *client, kind Kind, name string) {
 	if kind == KindRoom && firstOfUser && r.opts.PresenceEvents {
 		r.presenceEvent(cl, name, "user:joined")
 	}
+	if kind == KindRoom {
+		r.event(cl, eventJoin, name, 0)
+	}
 }
 
 // leaveAt removes membership i of cl.
@@ -269,6 +301,9 @@ func (r *Router) leaveAt(cl *client, i int, _ []byte) {
 	}
 	if m.kind == KindRoom && lastOfUser && r.opts.PresenceEvents {
 		r.presenceEvent(cl, m.name, "user:left")
+	}
+	if m.kind == KindRoom {
+		r.event(cl, eventLeave, m.name, 0)
 	}
 }
 
@@ -354,6 +389,9 @@ func (r *Router) droppedRemote(rm *Remote) {
 // errNotAuthed is the reply to anything but auth and ping before auth.
 var errNotAuthed = &wire.ProtocolError{Code: wire.CodeUnauthorized, Message: "authenticate first"}
 
+// errHookWait answers everything but ping while the connect hook decides.
+var errHookWait = &wire.ProtocolError{Code: wire.CodeUnauthorized, Message: "waiting for the connect hook"}
+
 // OnMessage decodes and handles one client message.
 func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 	cl, ok := c.App().(*client)
@@ -391,6 +429,10 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 	}
 	if cl.claims == nil && e.Type != wire.TypeAuth && e.Type != wire.TypePing {
 		r.replyError(cl, errNotAuthed, e.ID)
+		return
+	}
+	if cl.hookWait != 0 && e.Type != wire.TypePing {
+		r.replyError(cl, errHookWait, e.ID) // not admitted yet (hooks.go)
 		return
 	}
 	switch e.Type {
@@ -470,25 +512,29 @@ func (r *Router) handleAuth(cl *client, e *wire.Envelope) {
 }
 
 func (r *Router) handleJoin(cl *client, e *wire.Envelope) {
-	r.addMembership(cl, e, KindRoom, e.Room, cl.claims.MayJoin(e.Room), "may not join this room", "joined", "room")
+	if r.opts.HookJoin != nil && cl.member(KindRoom, e.Room) < 0 && cl.claims.MayJoin(e.Room) && r.joinHookFor(e.Room) {
+		r.askJoinHook(cl, e) // joined once the hook allows (hooks.go)
+		return
+	}
+	r.addMembership(cl, e.ID, KindRoom, e.Room, cl.claims.MayJoin(e.Room), "may not join this room", "joined", "room")
 }
 
 func (r *Router) handleSubscribe(cl *client, e *wire.Envelope) {
-	r.addMembership(cl, e, KindChannel, e.Channel, cl.claims.MaySubscribe(e.Channel), "may not subscribe to this channel", "subscribed", "channel")
+	r.addMembership(cl, e.ID, KindChannel, e.Channel, cl.claims.MaySubscribe(e.Channel), "may not subscribe to this channel", "subscribed", "channel")
 }
 
 // addMembership joins a room or subscribes a channel after the permission
 // and limit checks, and replies. Doing it twice is harmless: the second time
 // answers as if it were the first.
-func (r *Router) addMembership(cl *client, e *wire.Envelope, kind Kind, name []byte, allowed bool, forbidden, reply, key string) {
+func (r *Router) addMembership(cl *client, id []byte, kind Kind, name []byte, allowed bool, forbidden, reply, key string) {
 	s := cl.shard
 	switch {
 	case !allowed:
-		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: forbidden}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: forbidden}, id)
 		return
 	case cl.member(kind, name) >= 0:
 	case len(cl.members) > r.opts.MaxSubscriptions:
-		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "too many rooms and channels"}, e.ID)
+		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "too many rooms and channels"}, id)
 		return
 	default:
 		r.joinAddr(cl, kind, string(name))
@@ -496,7 +542,7 @@ func (r *Router) addMembership(cl *client, e *wire.Envelope, kind Kind, name []b
 			r.holdOutput(cl) // the reply once the subscription is in effect (settle.go)
 		}
 	}
-	s.out = cl.codec.AppendSimple(s.out[:0], reply, key, name, e.ID)
+	s.out = cl.codec.AppendSimple(s.out[:0], reply, key, name, id)
 	s.write(cl, s.out)
 }
 

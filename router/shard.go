@@ -32,6 +32,7 @@ type shard struct {
 	gaps   gapBook          // dropped handoffs to this loop, until it tells the clients (any goroutine)
 	acks   ackQueue         // publishes waiting for the backplane's confirmation (confirm.go)
 	rpc    rpcTable         // rpc requests in flight (rpc.go)
+	hooks  hookBook         // hook requests in flight (hooks.go)
 
 	pubMu sync.Mutex    // guards pub
 	pub   ShardSnapshot // counters as of the loop's last tick, for readers that must not wait (Router.Snapshot)

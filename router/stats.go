@@ -103,6 +103,7 @@ func (r *Router) OnTick(l *engine.Loop) {
 	if sh, ok := l.Data().(*shard); ok {
 		sh.sweepRPC() // rpc timeouts (rpc.go)
 		sh.publishSnapshot()
+		r.expireHooks(sh) // hook timeouts (hooks.go)
 	}
 }
 

@@ -152,6 +152,8 @@ func TestEnvelopeCodecReplies(t *testing.T) {
 			want: obj{"type": "pong", "ts": float64(1733040000000), "id": "c-1"}},
 		{name: "joined", enc: func(c Codec, d []byte) []byte { return c.AppendSimple(d, ReplyJoined, "room", []byte("lobby"), id) },
 			want: obj{"type": "joined", "room": "lobby", "id": "c-1"}},
+		{name: "server joined", enc: func(c Codec, d []byte) []byte { return c.AppendServerJoined(d, ReplyJoined, "room", []byte("lobby")) },
+			want: obj{"type": "joined", "room": "lobby", "server": true}},
 		{name: "unsubscribed", enc: func(c Codec, d []byte) []byte {
 			return c.AppendSimple(d, ReplyUnsubscribed, "channel", []byte("p.b"), nil)
 		}, want: obj{"type": "unsubscribed", "channel": "p.b"}},

@@ -445,6 +445,8 @@ func pbServerField(key string) protowire.Number {
 		return 21
 	case "mid":
 		return 22
+	case "server":
+		return 50
 	}
 	panic("wire: reply key " + strconv.Quote(key) + " has no field in docs/wsgate.proto")
 }

@@ -159,6 +159,9 @@ func TestProtobufEveryReply(t *testing.T) {
 		{"protocol error", func(c Codec, d []byte) []byte { return c.AppendProtocolError(d, errPBUTF8, nil) }},
 		{"pong", func(c Codec, d []byte) []byte { return c.AppendPong(d, 1733040000000, id) }},
 		{"joined", func(c Codec, d []byte) []byte { return c.AppendSimple(d, ReplyJoined, "room", []byte("lobby"), id) }},
+		{"server subscribed", func(c Codec, d []byte) []byte {
+			return c.AppendServerJoined(d, ReplySubscribed, "channel", []byte("p.b"))
+		}},
 		{"left", func(c Codec, d []byte) []byte { return c.AppendSimple(d, ReplyLeft, "room", []byte("lobby"), nil) }},
 		{"subscribed", func(c Codec, d []byte) []byte {
 			return c.AppendSimple(d, ReplySubscribed, "channel", []byte("p.b"), id)

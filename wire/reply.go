@@ -259,3 +259,13 @@ func (c Codec) AppendServiceError(dst []byte, reason, message string, clientID [
 	w.clientID(clientID)
 	return w.end()
 }
+
+// AppendServerJoined appends `joined {room|channel, server:true}`: the
+// gateway joined the connection itself (the connect hook's rooms and
+// channels, PROTOCOL.md section 10); reply is ReplyJoined or "subscribed".
+func (c Codec) AppendServerJoined(dst []byte, reply, key string, name []byte) []byte {
+	w := beginObj(c, dst, reply)
+	w.bstr(key, name)
+	w.bool("server", true)
+	return w.end()
+}

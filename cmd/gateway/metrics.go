@@ -41,6 +41,7 @@ type gatewayCollector struct {
 	histGapFills, histGapFillErrors, histDuplicates, histGapParkDrops,
 	rpcRequests, rpcLatency, rpcInFlight, rpcLate,
 	lagLast, lagMax, draining, loops *prometheus.Desc
+	events, hooks *prometheus.Desc // lifecycle events and hooks (router/events.go, router/hooks.go)
 }
 
 func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backplane, lag *lagMonitor, drain func() bool, log *slog.Logger) *gatewayCollector {
@@ -106,6 +107,9 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		lagMax:   d("loop_lag_max_seconds", "Largest event-loop lag over the last minute.", "loop"),
 		draining: d("draining", "1 while the gateway drains after SIGTERM/SIGINT."),
 		loops:    d("loops", "Event loops configured."),
+
+		events: d("events_total", "Lifecycle events (-events) by result: published (handed to NATS) or dropped (queue full, -event-queue-bytes, or NATS refused them).", "result"),
+		hooks:  d("hooks_total", "Hook answers by hook (connect, join) and outcome: allow, deny, timeout (no answer within -hook-timeout), unavailable (no responder, or the request could not be sent), malformed (treated as deny).", "hook", "outcome"),
 	}
 	return c
 }
@@ -123,7 +127,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.histStored, c.histStoreErrors, c.histReplays, c.histReplayErrors, c.histReplayed,
 		c.histGapFills, c.histGapFillErrors, c.histDuplicates, c.histGapParkDrops,
 		c.rpcRequests, c.rpcLatency, c.rpcInFlight, c.rpcLate,
-		c.lagLast, c.lagMax, c.draining, c.loops,
+		c.lagLast, c.lagMax, c.draining, c.loops, c.events, c.hooks,
 	} {
 		ch <- d
 	}
@@ -181,6 +185,17 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		slow = sum.SlowConsumers
 	}
 
+	if c.rt != nil {
+		ev := c.rt.EventStats()
+		counter(c.events, ev.Published, "published")
+		counter(c.events, ev.Dropped, "dropped")
+		hs := c.rt.HookStats()
+		for k := range hs {
+			for o := range hs[k] {
+				counter(c.hooks, hs[k][o], router.HookKindNames[k], router.HookOutcomeNames[o])
+			}
+		}
+	}
 	if c.rt != nil {
 		snaps, err := c.rt.Snapshot(ctx)
 		if err != nil {

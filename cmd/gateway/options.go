@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/router"
 	"github.com/wsgate/wsgate/router/natsbp"
@@ -29,6 +30,7 @@ type options struct {
 
 	// Flag-level forms that need translating into Engine options.
 	allowedOrigins string
+	hookJoin       string // -hook-join, comma-separated room patterns
 	pingInterval   time.Duration
 	idleTimeout    time.Duration
 	jwtSecret      string
@@ -112,6 +114,11 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&r.MaxSubscriptions, "max-subscriptions", 256, "rooms plus channels one connection may join")
 	fs.DurationVar(&r.RPCTimeout, "rpc-timeout", 5*time.Second, "how long an rpc waits for the service's answer before error timeout")
 	fs.IntVar(&r.RPCMaxInFlight, "rpc-max-inflight", 16, "rpc requests one connection may have in flight; past it error rate_limited")
+	fs.BoolVar(&r.Events, "events", false, "publish lifecycle events on gw.event.connect, gw.event.disconnect, gw.event.join.ROOM and gw.event.leave.ROOM (gw = -nats-prefix; fire and forget)")
+	fs.IntVar(&r.EventQueueBytes, "event-queue-bytes", router.DefaultEventQueueBytes, "bytes of events and hook requests waiting to be published to NATS; past it events are dropped and counted, hook requests fail as unavailable")
+	fs.BoolVar(&r.HookConnect, "hook-connect", false, "ask gw.hook.connect (gw = -nats-prefix) before admitting a connection with a valid token (deny closes 4503, no answer 1013)")
+	fs.StringVar(&o.hookJoin, "hook-join", "", "comma-separated room globs whose joins ask gw.hook.join (gw = -nats-prefix; empty = none)")
+	fs.DurationVar(&r.HookTimeout, "hook-timeout", router.DefaultHookTimeout, "how long the gateway waits for a hook's answer")
 
 	fs.IntVar(&o.GOGC, "gogc", 100, "Go GC target percentage (lower trades CPU for less memory per idle connection; see docs/operations.md)")
 	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "soft Go memory limit in bytes (0 = none); the GC works harder near it")
@@ -157,6 +164,21 @@ func (o *options) finish() error {
 		}
 	}
 	var errs []error
+	if o.hookJoin != "" {
+		for _, p := range strings.Split(o.hookJoin, ",") {
+			p = strings.TrimSpace(p)
+			if !auth.ValidPattern(p) {
+				errs = append(errs, fmt.Errorf("hook-join pattern %q: want a room glob as in the rooms claim (* within a token, ** across dots)", p))
+			}
+			o.Router.HookJoin = append(o.Router.HookJoin, p)
+		}
+	}
+	if o.Router.HookTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("hook-timeout %v: must be positive", o.Router.HookTimeout))
+	}
+	if o.Router.EventQueueBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("event-queue-bytes %d: must be at least 1024", o.Router.EventQueueBytes))
+	}
 	switch {
 	case o.pingInterval < 0:
 		errs = append(errs, fmt.Errorf("ping-interval %v: must not be negative", o.pingInterval))

@@ -125,6 +125,8 @@ type Stats struct {
 
 // Backplane is a router.Backplane over NATS.
 type Backplane struct {
+	upReplies  func(token uint64, data []byte, noResponders bool) // hook answers (upstream.go)
+	upInbox    string                                             // "<inbox>." of hook requests
 	opts       Options
 	subjPrefix string // opts.Prefix + "."
 	instance   string
@@ -301,6 +303,10 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		return err
 	}
 	if err := b.startRPC(); err != nil {
+		nc.Close()
+		return err
+	}
+	if err := b.startUpstream(); err != nil {
 		nc.Close()
 		return err
 	}
