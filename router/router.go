@@ -93,6 +93,7 @@ type Router struct {
 	hist      History         // history mode (history.go); nil when off
 	pq        PresenceQuerier // cross-instance presence (presence.go); nil: local only
 	resumes   []resumeTable   // per loop, owned by that loop: resumes in flight
+	ctl       controlState    // control API (control.go)
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
@@ -125,6 +126,7 @@ func (r *Router) Bind(e *engine.Engine) error {
 		return err
 	}
 	r.bindPresence()
+	r.bindControl()
 	if bp := r.opts.Backplane; bp != nil {
 		host := Host{
 			Deliver:   r.fromBackplane,

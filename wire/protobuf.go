@@ -442,6 +442,8 @@ func pbServerField(key string) protowire.Number {
 		return 21
 	case "mid":
 		return 22
+	case "server": // control API (section 11): numbers 60-69
+		return 60
 	}
 	panic("wire: reply key " + strconv.Quote(key) + " has no field in docs/wsgate.proto")
 }

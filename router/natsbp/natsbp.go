@@ -151,6 +151,7 @@ type Backplane struct {
 	hist      *history                   // history mode; nil when off (history.go)
 	pres      *presence                  // presence queries (presence.go)
 	presLocal func(room string) []string // set by ServePresence before Start
+	ctl       controlHandlers            // set by ServeControl before Start (control.go)
 
 	subs map[string]subscription // owned by the interest goroutine
 
@@ -294,6 +295,10 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		return err
 	}
 	if err := b.startPresence(); err != nil {
+		nc.Close()
+		return err
+	}
+	if err := b.startControl(); err != nil {
 		nc.Close()
 		return err
 	}
