@@ -13,6 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
+
+	"github.com/wsgate/wsgate/wire"
 )
 
 const ctlKey = "ctl-key"
@@ -73,9 +75,14 @@ func readObj(t *testing.T, cl *wsClient) map[string]any {
 	t.Helper()
 	for {
 		_ = cl.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, b, err := cl.c.ReadMessage()
+		op, b, err := cl.c.ReadMessage()
 		if err != nil {
 			t.Fatalf("%s: read: %v", cl.user, err)
+		}
+		if op == websocket.BinaryMessage { // gw.msgpack
+			if b, err = wire.Transcode(nil, b, wire.CodecMsgpack, wire.CodecJSON); err != nil {
+				t.Fatalf("%s: msgpack frame: %v", cl.user, err)
+			}
 		}
 		m := decodeObj(t, string(b))
 		if typ, _ := m["type"].(string); strings.HasPrefix(typ, "user:") {
@@ -83,6 +90,25 @@ func readObj(t *testing.T, cl *wsClient) map[string]any {
 		}
 		return m
 	}
+}
+
+// dialMsgpack connects a gw.msgpack client and reads auth:ok.
+func dialMsgpack(t *testing.T, addr, user string) *wsClient {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"gw.msgpack"}, HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial("ws://"+addr+"/ws?token="+token(t, user), nil)
+	if err != nil {
+		t.Fatalf("dial %s as %s (msgpack): %v", addr, user, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if c.Subprotocol() != "gw.msgpack" {
+		t.Fatalf("subprotocol %q, want gw.msgpack", c.Subprotocol())
+	}
+	cl := &wsClient{t: t, user: user, c: c}
+	if m := readObj(t, cl); m["type"] != "auth:ok" {
+		t.Fatalf("%s: first message %v, want auth:ok", user, m)
+	}
+	return cl
 }
 
 // wantObj reads the next message and compares it with want.
@@ -144,7 +170,8 @@ func startControlPair(t *testing.T) (a, b *gwProc, nc *nats.Conn) {
 // against two instances, with a user connected to both.
 func TestControlAPI(t *testing.T) {
 	a, b, nc := startControlPair(t)
-	aliceA, aliceB, bob := dialClient(t, a.Addr, "alice"), dialClient(t, b.Addr, "alice"), dialClient(t, b.Addr, "bob")
+	// alice is on both instances, in JSON on a and in msgpack on b.
+	aliceA, aliceB, bob := dialClient(t, a.Addr, "alice"), dialMsgpack(t, b.Addr, "alice"), dialClient(t, b.Addr, "bob")
 
 	// info, both ways: a has alice once, b has alice and bob.
 	wantInfo := func(what string, got map[string]any) {
