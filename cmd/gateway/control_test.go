@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -428,4 +430,38 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestControlAPIWindow: an answer comes as soon as every instance answered,
+// well inside -presence-window; an instance that cannot answer (stopped
+// with SIGSTOP) is left out once the window passed, and the answer comes
+// then, not later.
+func TestControlAPIWindow(t *testing.T) {
+	a, b, _ := startControlPair(t) // -presence-window 3s
+	start := time.Now()
+	ctlOK(t, a, "GET", "/api/info", "")
+	if d := time.Since(start); d >= 3*time.Second {
+		t.Fatalf("info with both instances up took %v: it waited for the window", d)
+	}
+	b.Signal(syscall.SIGSTOP)
+	defer b.Signal(syscall.SIGCONT)
+	waitFor(t, 5*time.Second, func() string { // the signal is asynchronous
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(b.cmd.Process.Pid) + "/stat")
+		if err != nil {
+			t.Skipf("cannot see whether b stopped: %v", err)
+		}
+		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) == 0 || f[0] != "T" {
+			return "b not stopped yet: " + string(stat)
+		}
+		return ""
+	})
+	start = time.Now()
+	got := ctlOK(t, a, "GET", "/api/info", "")
+	d := time.Since(start)
+	if inst, _ := got["instances"].([]any); len(inst) != 1 || inst[0].(map[string]any)["id"] != "a" {
+		t.Fatalf("info with b stopped: %v, want a alone", got)
+	}
+	if d < 3*time.Second || d > 8*time.Second {
+		t.Fatalf("info with b stopped took %v, want the 3s window (and not much more)", d)
+	}
 }
