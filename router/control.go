@@ -199,6 +199,9 @@ func ParseControl(op string, body []byte) (*ControlRequest, error) {
 			return nil, badControl("bad JSON body: more than one value")
 		}
 	}
+	if extra := req.fieldsBeyond(op); extra != "" {
+		return nil, badControl("%q is not a field of %s", extra, op)
+	}
 	needName := func(field, v string) error {
 		if !wire.ValidName([]byte(v)) {
 			return badControl("%q: want 1-128 bytes of [A-Za-z0-9_.:-], got %q", field, v)
@@ -234,6 +237,30 @@ func ParseControl(op string, body []byte) (*ControlRequest, error) {
 		return req, needName("room", req.Room)
 	}
 	return req, nil // info takes nothing
+}
+
+// fieldsBeyond names a field that is set but op does not take ("" if none),
+// so that a mistaken request is refused rather than half obeyed.
+func (req *ControlRequest) fieldsBeyond(op string) string {
+	set := []struct {
+		name string
+		on   bool
+		ops  []string
+	}{
+		{"user", req.User != "", []string{CtlDisconnect, CtlSubscribe, CtlUnsubscribe}},
+		{"reconnect", req.Reconnect, []string{CtlDisconnect}},
+		{"reason", req.Reason != "", []string{CtlDisconnect}},
+		{"room", req.Room != "", []string{CtlSubscribe, CtlUnsubscribe, CtlPresence, CtlPresenceStats, CtlHistory}},
+		{"channel", req.Channel != "", []string{CtlSubscribe, CtlUnsubscribe}},
+		{"since", req.Since != 0, []string{CtlHistory}},
+		{"limit", req.Limit != 0, []string{CtlHistory}},
+	}
+	for _, f := range set {
+		if f.on && index(f.ops, op) < 0 {
+			return f.name
+		}
+	}
+	return ""
 }
 
 // Control runs one control operation on every instance and returns its

@@ -319,6 +319,8 @@ func TestControlAPIErrors(t *testing.T) {
 		{"POST", "/api/subscribe", `{"user":"u"}`},
 		{"POST", "/api/subscribe", `{"user":"u","room":"r","channel":"c"}`},
 		{"POST", "/api/unsubscribe", `[]`},
+		{"POST", "/api/disconnect", `{"user":"u","room":"r"}`},
+		{"POST", "/api/subscribe", `{"user":"u","room":"r","reconnect":true}`},
 		{"GET", "/api/presence", ""},
 		{"GET", "/api/presence?room=r&x=1", ""},
 		{"GET", "/api/presence_stats?room=a%20b", ""},
@@ -328,7 +330,7 @@ func TestControlAPIErrors(t *testing.T) {
 			t.Errorf("%s %s %s: %d %q, want 400", c.method, c.path, c.body, code, ans)
 		}
 	}
-	for _, c := range []struct{ op, body string }{{"disconnect", `{"user":`}, {"subscribe", `{"user":"u"}`}, {"nonsense", `{}`}} {
+	for _, c := range []struct{ op, body string }{{"disconnect", `{"user":`}, {"subscribe", `{"user":"u"}`}, {"nonsense", `{}`}, {"info", `{"room":"r"}`}, {"presence", `{"room":"r","user":"u"}`}} {
 		got, hdr := ctlNATS(t, nc, c.op, c.body)
 		if hdr != "400" || got["status"] != 400.0 || got["error"] == "" {
 			t.Errorf("NATS %s %s: header %q body %v, want 400", c.op, c.body, hdr, got)
