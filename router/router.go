@@ -119,6 +119,7 @@ type Router struct {
 	upConnect, upDisconnect string          // their event subjects, built once
 	hookCount               hookCounters    // hook outcomes (hooks.go)
 	rq                      Requester       // requests to services (rpc.go); nil: rpc answers unavailable
+	ctl                     controlState    // control API (control.go)
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
@@ -155,6 +156,7 @@ func (r *Router) Bind(e *engine.Engine) error {
 	if err := r.bindUpstream(); err != nil {
 		return err
 	}
+	r.bindControl()
 	if bp := r.opts.Backplane; bp != nil {
 		host := Host{
 			Deliver:   r.fromBackplane,

@@ -445,7 +445,7 @@ func pbServerField(key string) protowire.Number {
 		return 21
 	case "mid":
 		return 22
-	case "server":
+	case "server": // joined/subscribed by the gateway (hooks, control API)
 		return 50
 	}
 	panic("wire: reply key " + strconv.Quote(key) + " has no field in docs/wsgate.proto")

@@ -169,6 +169,12 @@ func TestProtobufEveryReply(t *testing.T) {
 		{"unsubscribed", func(c Codec, d []byte) []byte {
 			return c.AppendSimple(d, ReplyUnsubscribed, "channel", []byte("p.b"), nil)
 		}},
+		{"joined by server", func(c Codec, d []byte) []byte {
+			return c.AppendServerJoined(d, ReplyJoined, "room", []byte("lobby"))
+		}},
+		{"left by server", func(c Codec, d []byte) []byte {
+			return c.AppendLeftReason(d, ReplyLeft, "room", []byte("lobby"), ReasonServer)
+		}},
 		{"ack", func(c Codec, d []byte) []byte { return c.AppendAck(d, id) }},
 		{"send ack", func(c Codec, d []byte) []byte { return c.AppendSendAck(d, id, 3, true) }},
 		{"send ack offline", func(c Codec, d []byte) []byte { return c.AppendSendAck(d, nil, 0, false) }},

@@ -51,6 +51,7 @@ func newAdmin(cfg adminConfig) (*admin, error) {
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.HandleFunc("POST /api/publish", a.publish)
+	a.registerControl(mux) // control API (control.go)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

@@ -295,6 +295,9 @@ func b2f(b bool) float64 {
 func newRegistry(gc *gatewayCollector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(gc, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if gc.rt != nil {
+		reg.MustRegister(newControlCollector(gc.rt)) // control.go
+	}
 	return reg
 }
 

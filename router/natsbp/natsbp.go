@@ -156,6 +156,7 @@ type Backplane struct {
 	presLocal func(room string) []string              // set by ServePresence before Start
 	rpc       *rpcSender                              // requests to services (rpc.go); nil when the router serves none
 	rpcReply  func(token uint64, rep router.RPCReply) // set by ServeReplies before Start
+	ctl       controlHandlers                         // set by ServeControl before Start (control.go)
 
 	subs map[string]subscription // owned by the interest goroutine
 
@@ -307,6 +308,10 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		return err
 	}
 	if err := b.startUpstream(); err != nil {
+		nc.Close()
+		return err
+	}
+	if err := b.startControl(); err != nil {
 		nc.Close()
 		return err
 	}
