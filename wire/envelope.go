@@ -27,6 +27,7 @@ const (
 	TypePublish
 	TypePresence
 	TypeResume
+	TypeRefresh
 )
 
 var msgTypeNames = [...]string{
@@ -42,6 +43,7 @@ var msgTypeNames = [...]string{
 	TypePublish:     "publish",
 	TypePresence:    "presence",
 	TypeResume:      "resume",
+	TypeRefresh:     "refresh",
 }
 
 // String returns the wire name of t ("" for TypeNone or an out-of-range value).
@@ -78,6 +80,8 @@ func lookupType(b []byte) MsgType {
 		return TypePresence
 	case "resume":
 		return TypeResume
+	case "refresh":
+		return TypeRefresh
 	}
 	return TypeNone
 }
@@ -215,7 +219,7 @@ func (e *Envelope) Validate() error {
 		return errBadPriority
 	}
 	switch e.Type {
-	case TypeAuth:
+	case TypeAuth, TypeRefresh:
 		if len(e.Token) == 0 {
 			return errMissingToken
 		}

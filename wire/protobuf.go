@@ -442,6 +442,10 @@ func pbServerField(key string) protowire.Number {
 		return 21
 	case "mid":
 		return 22
+	case "exp": // token lifetime: 30-39
+		return 30
+	case "close_in_ms":
+		return 31
 	}
 	panic("wire: reply key " + strconv.Quote(key) + " has no field in docs/wsgate.proto")
 }
