@@ -112,4 +112,5 @@ func (r *Router) revokeMemberships(cl *client) {
 		s.write(cl, s.out)
 	}
 }
+
 var _ engine.AppDeadlineHandler = (*Router)(nil)
