@@ -347,3 +347,21 @@ func TestIntegrationRefreshNoExp(t *testing.T) {
 	within(t, "token_expired", at, time.Unix(exp, 0), time.Unix(exp, 0).Add(refreshTick+loadSlack))
 	c.expectClose(int(engine.CloseTokenExpired))
 }
+
+// gw.protobuf: exp in auth:ok, refresh and refreshed, and left revoked carry
+// their fields (ServerMessage 30, reason 13).
+func TestIntegrationRefreshProtobuf(t *testing.T) {
+	g := startGateway(t, engine.Options{}, Options{InstanceID: "inst-pb"})
+	c := g.pbUser(auth.Claims{Sub: "pb", Rooms: []string{"a", "b"}, RoomsSet: true})
+	c.join("a")
+	c.join("b")
+	exp := time.Now().Unix() + 600
+	c.send(fmt.Sprintf(`{"type":"refresh","token":%q,"id":"r"}`, mintExp(t, auth.Claims{Sub: "pb", Rooms: []string{"a"}, RoomsSet: true}, exp)))
+	if m := c.expect("left"); m["room"] != "b" || m["reason"] != wire.LeftRevoked {
+		t.Fatalf("left %v: want room b revoked", m)
+	}
+	if m := c.expect("refreshed"); num(t, m, "exp") != exp || m["id"] != "r" {
+		t.Fatalf("refreshed %v: want exp %d, id r", m, exp)
+	}
+	c.alive()
+}
