@@ -37,14 +37,25 @@ func (c *Conn) ClearAppDeadline() {
 	}
 }
 
+// maxAppDeadlineTicks caps how far ahead an app deadline is armed: tick
+// numbers wrap, and comparisons between them hold within 2^31 ticks. A
+// deadline further out fires early at the cap; the handler sees that it is
+// not due yet (wall clock) and sets it again.
+const maxAppDeadlineTicks = 1 << 30
+
 // tickAt is the first tick whose start is not before at: ticks count from
 // the engine's start, and tick n begins n ticks after it.
 func (e *Engine) tickAt(at time.Time) uint32 {
+	now := e.tickNow()
 	d := at.Sub(e.start)
 	if d <= 0 {
-		return e.tickNow()
+		return now
 	}
-	return uint32((d + e.opts.TickInterval - 1) / e.opts.TickInterval)
+	t := int64((d + e.opts.TickInterval - 1) / e.opts.TickInterval)
+	if t-int64(now) > maxAppDeadlineTicks {
+		return now + maxAppDeadlineTicks
+	}
+	return uint32(t)
 }
 
 // appDeadlineDue runs the handler's deadline when it has come; it reports

@@ -43,6 +43,16 @@ func (r *Router) OnAppDeadline(c *engine.Conn) {
 	}
 	s := cl.shard
 	closeAt := cl.claims.Exp.Add(r.opts.TokenGrace)
+	due := cl.claims.Exp
+	if cl.tokenExpired {
+		due = closeAt
+	}
+	if time.Now().Before(due) {
+		// A deadline beyond the wheel's reach fires at its cap (engine
+		// appdeadline.go): not due yet, set it again.
+		c.SetAppDeadline(due)
+		return
+	}
 	if cl.tokenExpired || r.opts.TokenGrace <= 0 {
 		if !cl.tokenExpired {
 			s.stats.TokensExpired++
