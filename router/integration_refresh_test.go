@@ -78,6 +78,7 @@ func within(t testing.TB, what string, at, lo, hi time.Time) {
 	if at.After(hi) {
 		t.Fatalf("%s at %v: %v after the latest allowed %v", what, at.Format(time.StampMilli), at.Sub(hi), hi.Format(time.StampMilli))
 	}
+	t.Logf("%s: %v after the earliest allowed", what, at.Sub(lo))
 }
 
 // A refresh whose claims allow fewer rooms and channels leaves exactly the
