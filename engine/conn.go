@@ -46,6 +46,7 @@ const (
 	flagHTTPHead                           // the cork starts with an HTTP response, not a frame
 	flagTCPClose                           // gnet was asked to close the socket
 	flagCloseHeld                          // the client's close frame came; the handler holds back the answer (CloseHolder)
+	flagAppDeadline                        // appDeadline is armed (AppDeadlineHandler)
 )
 
 // Conn is one client connection. Every method is for the owning event loop
@@ -70,6 +71,7 @@ type Conn struct {
 	lastMessage  uint32        // tick of the last data message in either direction
 	pingSent     uint32        // tick of the outstanding ping, 0 when none
 	authDeadline uint32        // tick by which the handler must call SetState(StateActive)
+	appDeadline  uint32        // tick of the handler's own deadline (appdeadline.go)
 	index        int32         // position in loop.conns
 	closeCode    ws.StatusCode // first close code sent or received, for OnClose
 	state        State
@@ -551,6 +553,9 @@ func (c *Conn) rearm() {
 		if c.flags&flagAuthDeadline != 0 {
 			earliest(c.authDeadline)
 		}
+		if c.flags&flagAppDeadline != 0 {
+			earliest(c.appDeadline)
+		}
 		if at == ^uint32(0) {
 			w.disarm(c)
 			return
@@ -580,6 +585,9 @@ func (c *Conn) onDeadline() {
 	default:
 		if c.flags&flagAuthDeadline != 0 && due(c.authDeadline) {
 			c.abort(CloseAuthTimeout, "authentication timeout")
+			return
+		}
+		if !c.appDeadlineDue(now) {
 			return
 		}
 		if t.idle != 0 && due(c.lastMessage+t.idle) {

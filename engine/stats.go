@@ -21,13 +21,14 @@ const (
 	CloseAuthTimeout   ws.StatusCode = 4008
 	CloseSlowConsumer  ws.StatusCode = 4009
 	CloseIdle          ws.StatusCode = 4010
+	CloseTokenExpired  ws.StatusCode = 4011 // the token expired and no refresh came within the grace (PROTOCOL.md section 9)
 	CloseAuthFailed    ws.StatusCode = 4501
 	closeAbnormal      ws.StatusCode = 1006
 )
 
 // CloseCodes lists the codes counted one by one in LoopStats.Closes; the last
 // slot counts every other code.
-var CloseCodes = [...]ws.StatusCode{1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013, 4008, 4009, 4010, 4501}
+var CloseCodes = [...]ws.StatusCode{1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013, 4008, 4009, 4010, 4011, 4012, 4501, 4502, 4503}
 
 func closeIndex(code ws.StatusCode) int {
 	for i, c := range CloseCodes {

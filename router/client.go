@@ -19,6 +19,9 @@ type client struct {
 	codec     wire.Codec
 	members   []membership // rooms, channels and the user entry
 	authedIdx int32
+	// tokenExpired: token_expired was sent; the app deadline is the 4011
+	// close unless a refresh comes (refresh.go).
+	tokenExpired bool
 
 	// Token buckets (PROTOCOL.md section 8), refilled lazily on each message.
 	msgTokens  float64

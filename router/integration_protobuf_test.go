@@ -40,6 +40,7 @@ var pbServerFields = map[protowire.Number]struct {
 	7: {"data", 'v'}, 8: {"seq", 'u'}, 9: {"ts", 'i'}, 10: {"user", 's'}, 11: {"conn", 's'}, 12: {"instance", 's'},
 	13: {"reason", 's'}, 14: {"code", 's'}, 15: {"message", 's'}, 16: {"users", 'S'}, 17: {"recovered", 'b'},
 	18: {"dropped", 'u'}, 19: {"delivered", 'i'}, 20: {"remote", 'b'}, 21: {"after_ms", 'i'}, 22: {"mid", 's'},
+	30: {"exp", 'i'}, 31: {"close_in_ms", 'i'},
 }
 
 // pbEncodeClient turns a gw.json client object into a ClientMessage.

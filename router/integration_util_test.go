@@ -39,6 +39,7 @@ type inMsg struct {
 	raw []byte         // the payload as received
 	m   map[string]any // decoded (msgpack transcoded to JSON first); nil if undecodable
 	err error          // decode error
+	at  time.Time      // when the reader got it (for deadline tests)
 }
 
 // tclient is a gorilla client whose reader goroutine feeds a channel. With
@@ -50,11 +51,14 @@ type tclient struct {
 	codec wire.Codec
 	user  string // set by gateway.user / userWith
 	in    chan inMsg
-	done  chan struct{} // closed when the reader ends; err is set then
+	done  chan struct{} // closed when the reader ends; err and endedAt are set then
 	err   error
-	stop  chan struct{}
-	once  sync.Once
-	wmu   sync.Mutex
+	// endedAt is when the reader saw the connection end (close frame or
+	// error), for deadline tests.
+	endedAt time.Time
+	stop    chan struct{}
+	once    sync.Once
+	wmu     sync.Mutex
 }
 
 // dialOpts are the knobs of a test dial.
@@ -153,10 +157,10 @@ func (c *tclient) readLoop() {
 	for {
 		op, b, err := c.conn.ReadMessage()
 		if err != nil {
-			c.err = err
+			c.err, c.endedAt = err, time.Now()
 			return
 		}
-		m := inMsg{op: op, raw: b}
+		m := inMsg{op: op, raw: b, at: time.Now()}
 		js := b
 		if op == websocket.BinaryMessage {
 			js, m.err = wire.MsgpackToJSON(nil, b)

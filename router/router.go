@@ -41,6 +41,10 @@ type Options struct {
 	MaxSubscriptions int
 	// Backplane connects instances; nil runs standalone.
 	Backplane Backplane
+	// TokenGrace is how long a connection stays open after its token's exp
+	// (token_expired) waiting for a refresh before the 4011 close (default
+	// 30s; negative: close at exp). PROTOCOL.md section 9, refresh.go.
+	TokenGrace time.Duration
 	// History turns on history mode (PROTOCOL.md section 6, history.go):
 	// the Backplane must implement History with HistoryOn() true, and a
 	// backplane in history mode needs it set.
@@ -66,6 +70,7 @@ type Options struct {
 
 func (o *Options) normalize() {
 	setDefault(&o.AuthTimeout, 5*time.Second)
+	setDefault(&o.TokenGrace, 30*time.Second)
 	setDefault(&o.RateMsgs, 100)
 	setDefault(&o.RateBytes, 1<<20)
 	if o.RateBurst == 0 && o.RateMsgs > 0 {
@@ -269,9 +274,10 @@ func (r *Router) activate(cl *client, clientID []byte) {
 	if r.settleNeededForJoin() {
 		r.holdOutput(cl) // auth:ok once the user's subscription is in effect (settle.go)
 	}
-	s.out = cl.codec.AppendAuthOK(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, clientID)
+	s.out = cl.codec.AppendAuthOKExp(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, expiryOf(cl.claims), clientID)
 	s.write(cl, s.out)
 	r.event(cl, eventConnect, "", 0)
+	r.armExpiry(cl) // refresh.go
 }
 
 // joinAddr adds a membership on the shard and in the registry.
@@ -484,6 +490,8 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 		}
 		s.out = cl.codec.AppendPresence(s.out[:0], e.Room, r.reg.roomUsers(e.Room), e.ID)
 		s.write(cl, s.out)
+	case wire.TypeRefresh:
+		r.handleRefresh(cl, e) // refresh.go
 	case wire.TypeResume:
 		if r.hist == nil {
 			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "history is off (-history)"}, e.ID)

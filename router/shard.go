@@ -91,6 +91,13 @@ type ShardStats struct {
 	// bytes, including the message itself) that any accepted delivery on
 	// this loop produced; flow control keeps it at or below MaxQueueBytes.
 	MaxQueued int
+	// Token lifetime (refresh.go): refreshes by outcome, token_expired
+	// sent, and connections closed with 4011.
+	RefreshOK        uint64
+	RefreshForbidden uint64
+	RefreshInvalid   uint64
+	TokensExpired    uint64
+	ExpiryCloses     uint64
 }
 
 // Add folds o into s (MaxQueued takes the maximum).
@@ -109,6 +116,11 @@ func (s *ShardStats) Add(o *ShardStats) {
 	s.OverloadGaps += o.OverloadGaps
 	s.Undeliverable += o.Undeliverable
 	s.MaxQueued = max(s.MaxQueued, o.MaxQueued)
+	s.RefreshOK += o.RefreshOK
+	s.RefreshForbidden += o.RefreshForbidden
+	s.RefreshInvalid += o.RefreshInvalid
+	s.TokensExpired += o.TokensExpired
+	s.ExpiryCloses += o.ExpiryCloses
 }
 
 // Stats returns each running loop's routing counters, copied on the loop

@@ -28,6 +28,7 @@ const (
 	TypePresence
 	TypeResume
 	TypeRPC
+	TypeRefresh
 )
 
 var msgTypeNames = [...]string{
@@ -44,6 +45,7 @@ var msgTypeNames = [...]string{
 	TypePresence:    "presence",
 	TypeResume:      "resume",
 	TypeRPC:         "rpc",
+	TypeRefresh:     "refresh",
 }
 
 // String returns the wire name of t ("" for TypeNone or an out-of-range value).
@@ -82,6 +84,8 @@ func lookupType(b []byte) MsgType {
 		return TypeResume
 	case "rpc":
 		return TypeRPC
+	case "refresh":
+		return TypeRefresh
 	}
 	return TypeNone
 }
@@ -225,7 +229,7 @@ func (e *Envelope) Validate() error {
 		return errBadPriority
 	}
 	switch e.Type {
-	case TypeAuth:
+	case TypeAuth, TypeRefresh:
 		if len(e.Token) == 0 {
 			return errMissingToken
 		}

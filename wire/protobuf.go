@@ -447,6 +447,10 @@ func pbServerField(key string) protowire.Number {
 		return 22
 	case "server": // joined/subscribed by the gateway (hooks, control API)
 		return 50
+	case "exp": // token lifetime: 30-39
+		return 30
+	case "close_in_ms":
+		return 31
 	}
 	panic("wire: reply key " + strconv.Quote(key) + " has no field in docs/wsgate.proto")
 }

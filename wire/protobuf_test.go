@@ -195,6 +195,14 @@ func TestProtobufEveryReply(t *testing.T) {
 		{"service_error", func(c Codec, d []byte) []byte {
 			return c.AppendServiceError(d, "not_found", "no such order \"7\"", id)
 		}},
+		{"auth:ok with exp", func(c Codec, d []byte) []byte { return c.AppendAuthOKExp(d, "alice", "conn-1", "gw-a", 1733040000, id) }},
+		{"refreshed", func(c Codec, d []byte) []byte { return c.AppendRefreshed(d, 1733043600, id) }},
+		{"refreshed no exp", func(c Codec, d []byte) []byte { return c.AppendRefreshed(d, 0, nil) }},
+		{"token_expired", func(c Codec, d []byte) []byte { return c.AppendTokenExpired(d, 30000) }},
+		{"token_expired close now", func(c Codec, d []byte) []byte { return c.AppendTokenExpired(d, 0) }},
+		{"left revoked", func(c Codec, d []byte) []byte {
+			return c.AppendLeftTarget(d, TargetChannel, []byte("p.b"), LeftRevoked)
+		}},
 		{"delivery", func(c Codec, d []byte) []byte {
 			return c.AppendDelivery(d, &Delivery{Target: TargetRoom, Name: []byte("lobby"), From: []byte("alice"),
 				Data: pbTestData(t, c, `{"text":"hi","n":[1,-2.5,null,true]}`), ID: []byte("gw-a-1"), Seq: 7, HasSeq: true, TS: 1733040000000})

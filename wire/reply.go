@@ -56,6 +56,8 @@ const (
 	ReplyResumed      = "resumed"
 	ReplyGap          = "gap"
 	ReplyReconnect    = "reconnect"
+	ReplyRefreshed    = "refreshed"     // section 9
+	EventTokenExpired = "token_expired" // section 9
 	ReplyError        = "error"
 	EventUserJoined   = "user:joined"
 	EventUserLeft     = "user:left"
@@ -89,11 +91,53 @@ func AppendDeliveryMsgpack(dst []byte, d *Delivery) []byte {
 
 // AppendAuthOK appends `auth:ok {user, conn, instance, id?}`.
 func (c Codec) AppendAuthOK(dst []byte, user, conn, instance string, clientID []byte) []byte {
+	return c.AppendAuthOKExp(dst, user, conn, instance, 0, clientID)
+}
+
+// AppendAuthOKExp appends `auth:ok {user, conn, instance, exp?, id?}`: exp
+// is the token's expiry in UNIX seconds, left out when 0 (no exp).
+func (c Codec) AppendAuthOKExp(dst []byte, user, conn, instance string, exp int64, clientID []byte) []byte {
 	w := beginObj(c, dst, ReplyAuthOK)
 	w.sstr("user", user)
 	w.sstr("conn", conn)
 	w.sstr("instance", instance)
+	if exp != 0 {
+		w.int("exp", exp)
+	}
 	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendRefreshed appends `refreshed {exp?, id?}` (section 9): exp is the
+// new token's expiry in UNIX seconds, left out when 0 (no exp).
+func (c Codec) AppendRefreshed(dst []byte, exp int64, clientID []byte) []byte {
+	w := beginObj(c, dst, ReplyRefreshed)
+	if exp != 0 {
+		w.int("exp", exp)
+	}
+	w.clientID(clientID)
+	return w.end()
+}
+
+// AppendTokenExpired appends `token_expired {close_in_ms}` (section 9): the
+// connection closes with 4011 in close_in_ms unless a refresh comes.
+func (c Codec) AppendTokenExpired(dst []byte, closeInMS int64) []byte {
+	w := beginObj(c, dst, EventTokenExpired)
+	w.int("close_in_ms", closeInMS)
+	return w.end()
+}
+
+// LeftRevoked is the reason of a `left` the client did not ask for: a
+// refreshed token no longer allows the room or channel (section 9).
+const LeftRevoked = "revoked"
+
+// AppendLeftTarget appends `left {room|channel, reason}`: a membership the
+// gateway ended (a revoked one, section 9; the control API's unsubscribe
+// uses AppendLeftReason, which also names the reply type).
+func (c Codec) AppendLeftTarget(dst []byte, target Target, name []byte, reason string) []byte {
+	w := beginObj(c, dst, ReplyLeft)
+	w.bstr(target.key(), name)
+	w.sstr("reason", reason)
 	return w.end()
 }
 

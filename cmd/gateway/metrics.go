@@ -32,7 +32,7 @@ type gatewayCollector struct {
 
 	connections, upgrades, refused, closes, closesReceived, handshakeTimeouts,
 	pingsSent, messagesIn, bytesIn, bytesOut, slowConsumers,
-	routed, deliveries, held, gaps, dropped, rateKicks, authFailures, bpRouterErrors,
+	routed, deliveries, held, gaps, dropped, rateKicks, authFailures, refreshes, tokensExpired, bpRouterErrors,
 	maxQueued, latency,
 	bpPublished, bpPublishErrors, bpReceived, bpDecodeErrors, bpDropped, bpReconnects,
 	bpDisconnects, bpSubscriptions, bpConnected,
@@ -70,6 +70,8 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		dropped:        d("dropped_total", "Messages dropped, by reason: rate_limit (inbound over -rate-msgs/-rate-bytes), low_priority (outbound, receiver backed up), slow_consumer (connections closed with 4009), inbox_full (refused by a full event-loop inbox, -loop-inbox-bytes, once per loop; told with gap), undeliverable (no form in the receiver's codec).", "reason"),
 		rateKicks:      d("rate_kicks_total", "Connections closed with 1008 after -rate-kick-after rate-limited messages in a row."),
 		authFailures:   d("auth_failures_total", "Tokens refused (upgrade 401 or auth:fail)."),
+		refreshes:      d("token_refreshes_total", "refresh messages by result: ok (claims replaced), forbidden (token for another user), invalid (token did not verify).", "result"),
+		tokensExpired:  d("tokens_expired_total", "token_expired messages sent (a connection's token reached its exp); those not refreshed within -token-grace are closed with 4011 (closes_total{code=\"4011\"})."),
 		bpRouterErrors: d("backplane_publish_refused_total", "Client messages refused with error unavailable because the backplane did not take them."),
 		maxQueued:      d("max_queued_bytes", "Largest outbound queue any accepted delivery produced on the loop.", "loop"),
 		latency:        d("delivery_latency_seconds", "Time from the gateway taking a message in to queuing its frame on a receiver, sampled (one delivery in "+strconv.Itoa(router.LatencySampleEvery)+" per loop)."),
@@ -119,7 +121,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.connections, c.upgrades, c.refused, c.closes, c.closesReceived, c.handshakeTimeouts,
 		c.pingsSent, c.messagesIn, c.bytesIn, c.bytesOut, c.slowConsumers,
-		c.routed, c.deliveries, c.held, c.gaps, c.dropped, c.rateKicks, c.authFailures, c.bpRouterErrors,
+		c.routed, c.deliveries, c.held, c.gaps, c.dropped, c.rateKicks, c.authFailures, c.refreshes, c.tokensExpired, c.bpRouterErrors,
 		c.maxQueued, c.latency,
 		c.bpPublished, c.bpPublishErrors, c.bpReceived, c.bpDecodeErrors, c.bpDropped, c.bpReconnects,
 		c.bpDisconnects, c.bpSubscriptions, c.bpConnected,
@@ -216,6 +218,10 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.overloadGaps, sum.OverloadGaps)
 			counter(c.rateKicks, sum.RateKicks)
 			counter(c.authFailures, sum.AuthFailures)
+			counter(c.refreshes, sum.RefreshOK, "ok")
+			counter(c.refreshes, sum.RefreshForbidden, "forbidden")
+			counter(c.refreshes, sum.RefreshInvalid, "invalid")
+			counter(c.tokensExpired, sum.TokensExpired)
 			counter(c.bpRouterErrors, sum.BackplaneErrors)
 			counter(c.dropped, sum.RateLimited, "rate_limit")
 			counter(c.dropped, sum.DroppedLow, "low_priority")

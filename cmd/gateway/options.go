@@ -105,6 +105,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA (RS256) or EC P-256 (ES256) public key for client tokens")
 	fs.BoolVar(&r.Auth.AllowNoExp, "jwt-allow-no-exp", false, "accept tokens without an exp claim")
 	fs.DurationVar(&r.AuthTimeout, "auth-timeout", 5*time.Second, "close with 4008 when no valid auth message arrives this long after the upgrade")
+	fs.DurationVar(&r.TokenGrace, "token-grace", 30*time.Second, "after a token's exp (token_expired), how long a refresh may still come before the 4011 close (0 = close at exp)")
 	fs.StringVar(&r.InstanceID, "instance-id", "", "this instance's id in message ids, on the backplane and as its embedded NATS server's name (default: random; required and stable with -history and -nats-cluster)")
 	fs.BoolVar(&r.PresenceEvents, "presence-events", false, "send user:joined / user:left to room members")
 	fs.Float64Var(&r.RateMsgs, "rate-msgs", 100, "messages per second per connection, sustained (0 = unlimited)")
@@ -203,6 +204,12 @@ func (o *options) finish() error {
 	}
 	if o.Router.RateKickAfter == 0 {
 		o.Router.RateKickAfter = -1
+	}
+	switch {
+	case o.Router.TokenGrace < 0 && o.Router.TokenGrace != -1: // -1: set by an earlier validate
+		errs = append(errs, fmt.Errorf("token-grace %v: must not be negative", o.Router.TokenGrace))
+	case o.Router.TokenGrace == 0:
+		o.Router.TokenGrace = -1 // the router's "close at exp"
 	}
 	if o.Router.RateMsgs < 0 && o.Router.RateMsgs != -1 || o.Router.RateBytes < 0 && o.Router.RateBytes != -1 {
 		errs = append(errs, errors.New("rate-msgs and rate-bytes must not be negative"))

@@ -25,8 +25,23 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	rpc := fs.String("rpc", "", "comma-separated service method patterns the user may call with rpc (empty = all)")
 	tags := fs.String("tags", "", "comma-separated key=value tags for conditional routing")
 	admin := fs.Bool("admin", false, "set the admin claim")
-	ttl := fs.Duration("ttl", time.Hour, "token lifetime")
+	ttl := fs.Duration("ttl", time.Hour, "token lifetime (must be positive; see -no-exp)")
+	noExp := fs.Bool("no-exp", false, "mint a token without exp, which never expires (accepted only by a gateway with -jwt-allow-no-exp)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ttlSet := false
+	fs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "ttl" })
+	switch {
+	case *noExp && ttlSet:
+		fmt.Fprintln(stderr, "gateway token: -no-exp and -ttl are exclusive: a token without exp has no lifetime")
+		return 2
+	case *noExp:
+		*ttl = 0 // MintHS256 leaves exp out
+	case *ttl <= 0:
+		// A zero ttl used to mint a token without exp silently: one that
+		// never expires must be asked for by name.
+		fmt.Fprintf(stderr, "gateway token: -ttl %v: must be positive (use -no-exp for a token without exp)\n", *ttl)
 		return 2
 	}
 	if *secret == "" {
