@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/internal/browsertest"
 )
 
@@ -151,4 +152,64 @@ func waitPortFree(t *testing.T, addr string) {
 		_ = ln.Close()
 		return ""
 	})
+}
+
+// TestDemoBrowserRefresh drives the demo page through a token's expiry: the
+// page shows token_expired, a fresh token pasted into the form goes out as
+// `refresh`, and the connection lives on past the old token's exp plus the
+// grace (PROTOCOL.md section 9) without a reconnect.
+func TestDemoBrowserRefresh(t *testing.T) {
+	b := browsertest.New(t)
+	const grace = 2 * time.Second
+	gw := startGateway(t, "-jwt-secret", testSecret, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-nats-listen", "-", "-loops", "2", "-token-grace", grace.String())
+	short, err := auth.MintHS256([]byte(testSecret), auth.Claims{Sub: "carol"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tab, err := b.NewTab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tab.Close)
+	if err := tab.Navigate(ctx, fmt.Sprintf("http://%s/demo/?room=lobby&token=%s", gw.Admin, short)); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(what, js string) string {
+		t.Helper()
+		v, err := tab.Wait(ctx, js, 30*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	wait("joined with a short token", `demo.state === "joined" && demo.exp > 0 && "ok"`)
+	var oldExp int64
+	if err := tab.Eval(ctx, `demo.exp`, &oldExp); err != nil {
+		t.Fatal(err)
+	}
+	wait("token_expired shown", `demo.expired && "ok"`)
+	fresh := token(t, "carol")
+	if err := tab.Eval(ctx, fmt.Sprintf(`(document.getElementById("token").value = %q, document.getElementById("refresh").click(), true)`, fresh), nil); err != nil {
+		t.Fatal(err)
+	}
+	wait("refreshed", `demo.refreshes === 1 && !demo.expired && demo.exp > 0 && "ok"`)
+	// Past the old exp plus the grace (and a tick): the connection is the
+	// same one, still joined, and no close was seen.
+	wait("the old deadline passed", fmt.Sprintf(`Date.now() > %d && "ok"`, (oldExp*1000)+grace.Milliseconds()+500))
+	v := wait("still connected", `JSON.stringify({state: demo.state, closes: demo.closes, connects: demo.connects, exp: demo.exp})`)
+	var got struct {
+		State    string `json:"state"`
+		Closes   []int  `json:"closes"`
+		Connects int    `json:"connects"`
+		Exp      int64  `json:"exp"`
+	}
+	if err := json.Unmarshal([]byte(v), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.State != "joined" || len(got.Closes) != 0 || got.Connects != 1 || got.Exp <= oldExp {
+		t.Fatalf("after the refresh: %+v (old exp %d); want one connection, still joined, no close, a later exp", got, oldExp)
+	}
 }

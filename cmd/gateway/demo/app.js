@@ -24,7 +24,7 @@
   const BACKOFF_MAX_MS = 5000;
 
   const demo = {
-    state: "closed",      // closed | connecting | authenticating | joined | waiting
+    state: "closed",      // closed | connecting | authenticating | joined | left | waiting
     user: "",
     instance: "",
     room: "lobby",
@@ -36,8 +36,12 @@
     lastClose: null,      // {code, reason}
     closes: [],           // every close code seen (last 50)
     lastReconnectAfter: null,
+    exp: 0,               // the token's exp (UNIX seconds) from auth:ok / refreshed; 0 = none
+    expired: false,       // token_expired came and no refresh yet
+    refreshes: 0,         // refreshed answers
     errors: [],
     send: send,
+    refresh: refresh,
     connect: start,
     disconnect: stop,
   };
@@ -70,6 +74,7 @@
     $("send").disabled = !live;
     $("connect").disabled = wanted;
     $("disconnect").disabled = !wanted;
+    $("refresh").disabled = !(s === "joined" || s === "left");
   }
 
   function addLine(from, text, cls) {
@@ -111,6 +116,19 @@
     out({ type: "message", room: demo.room, data: { text: text }, id: "c" + (++msgID) });
     addLine(demo.user, text, "mine");
     return true;
+  }
+
+  // refresh sends the token field's (new) token for the same user: the
+  // gateway swaps the claims in place, no reconnect (PROTOCOL.md section 9).
+  function refresh() {
+    const token = $("token").value.trim();
+    if (!ws || ws.readyState !== WebSocket.OPEN || !demo.user || !token) return false;
+    out({ type: "refresh", token: token, id: "refresh" });
+    return true;
+  }
+
+  function expText(exp) {
+    return exp ? new Date(exp * 1000).toLocaleTimeString() : "never";
   }
 
   function connect() {
@@ -187,10 +205,12 @@
       case "auth:ok":
         demo.user = m.user;
         demo.instance = m.instance;
+        demo.exp = m.exp || 0;
+        demo.expired = false;
         demo.connects++;
         if (demo.connects > 1) demo.reconnects++;
         attempt = 0;
-        log("authenticated as " + m.user + " on " + m.instance);
+        log("authenticated as " + m.user + " on " + m.instance + "; token expires " + expText(demo.exp));
         out({ type: "join", room: demo.room, id: "join" });
         break;
       case "auth:fail":
@@ -231,6 +251,24 @@
         if (typeof m.seq === "number") demo.lastSeq[m.room] = m.seq;
         if (m.recovered === false) addLine("", "some messages were too old to recover", "sys");
         break;
+      case "token_expired":
+        demo.expired = true;
+        log("token expired; closing in " + m.close_in_ms + "ms unless refreshed");
+        addLine("", "your token expired: paste a fresh one above and press Refresh within " +
+          Math.round(m.close_in_ms / 1000) + "s", "sys");
+        $("token").focus();
+        break;
+      case "refreshed":
+        demo.exp = m.exp || 0;
+        demo.expired = false;
+        demo.refreshes++;
+        log("token refreshed; expires " + expText(demo.exp));
+        addLine("", "token refreshed (expires " + expText(demo.exp) + ")", "sys");
+        break;
+      case "left":
+        if (m.reason) addLine("", "left " + (m.room || m.channel) + " (" + m.reason + ")", "sys");
+        if (m.room === demo.room) setState("left", m.reason);
+        break;
       case "reconnect":
         demo.lastReconnectAfter = m.after_ms;
         reconnectAt = Date.now() + (m.after_ms || 0);
@@ -244,6 +282,7 @@
           log("resume unavailable (history off)");
           break;
         }
+        if (m.id === "refresh") addLine("", "refresh refused: " + m.code + " " + m.message, "sys");
         demo.errors.push(m.code + ": " + m.message);
         log("error " + m.code + ": " + m.message);
         break;
@@ -272,6 +311,7 @@
   }
 
   $("connect").onclick = start;
+  $("refresh").onclick = refresh;
   $("disconnect").onclick = stop;
   $("sendform").onsubmit = (ev) => {
     ev.preventDefault();
