@@ -24,3 +24,9 @@ func ScanJSONString(p []byte, i int) (end int, escaped bool, err error) { return
 // UTF-8 becomes U+FFFD, U+2028 and U+2029 are escaped, '<', '>' and '&'
 // are not).
 func AppendJSONString(dst []byte, s string) []byte { return appendJSONString(dst, s) }
+
+// AppendUnescapedJSON appends the contents of a string already validated by
+// ScanJSONString (without its quotes), escapes resolved; a lone or
+// mismatched UTF-16 surrogate becomes U+FFFD, as encoding/json does. Bytes
+// that are not escapes are copied as they are, invalid UTF-8 included.
+func AppendUnescapedJSON(dst, s []byte) []byte { return appendUnescapedJSON(dst, s) }

@@ -30,7 +30,6 @@ import (
 	"errors"
 	"strconv"
 	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
 
@@ -384,71 +383,23 @@ func unquote(p []byte, i int) ([]byte, int, error) {
 }
 
 // appendUnquoted appends the contents of a string already validated by
-// ScanJSONString as encoding/json unquotes it: escapes resolved, a UTF-16
-// surrogate pair joined, a lone surrogate and each byte of invalid UTF-8
-// replaced by U+FFFD.
+// ScanJSONString as encoding/json unquotes it: escapes resolved (the client
+// codec's unescaper), then each byte of invalid UTF-8 replaced by U+FFFD.
 func appendUnquoted(dst, s []byte) []byte {
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == '\\':
-			switch s[i+1] {
-			case 'b':
-				dst = append(dst, '\b')
-			case 'f':
-				dst = append(dst, '\f')
-			case 'n':
-				dst = append(dst, '\n')
-			case 'r':
-				dst = append(dst, '\r')
-			case 't':
-				dst = append(dst, '\t')
-			case 'u':
-				r := hex4(s[i+2 : i+6])
-				i += 6
-				if utf16.IsSurrogate(r) {
-					if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
-						if pair := utf16.DecodeRune(r, hex4(s[i+2:i+6])); pair != unicode.ReplacementChar {
-							dst = utf8.AppendRune(dst, pair)
-							i += 6
-							continue
-						}
-					}
-					r = unicode.ReplacementChar
-				}
-				dst = utf8.AppendRune(dst, r)
-				continue
-			default: // '"', '\\', '/'
-				dst = append(dst, s[i+1])
-			}
-			i += 2
-		case c < utf8.RuneSelf:
-			dst = append(dst, c)
-			i++
-		default:
-			r, size := utf8.DecodeRune(s[i:])
-			dst = utf8.AppendRune(dst, r) // invalid: RuneError, one byte at a time
-			i += size
-		}
+	start := len(dst)
+	dst = clientwire.AppendUnescapedJSON(dst, s)
+	if utf8.Valid(dst[start:]) {
+		return dst
+	}
+	// Rare: repair in a second pass over a copy of what was appended.
+	raw := append([]byte(nil), dst[start:]...)
+	dst = dst[:start]
+	for i := 0; i < len(raw); {
+		r, size := utf8.DecodeRune(raw[i:])
+		dst = utf8.AppendRune(dst, r) // invalid: RuneError, one byte at a time
+		i += size
 	}
 	return dst
-}
-
-// hex4 reads four hex digits (validated by ScanJSONString).
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		default:
-			c -= 'A' - 10
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
 }
 
 // parsePriority reads a priority field ("" and absent are normal).
