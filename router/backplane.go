@@ -142,7 +142,7 @@ type hubMember struct {
 	id       string
 	host     Host
 	interest map[Kind]map[string]bool
-	local    func(room string) []string // presence (presence.go)
+	presence hubPresence // presence_hub.go
 }
 
 // NewLocalHub returns an empty hub.
@@ -152,9 +152,9 @@ func NewLocalHub() *LocalHub { return &LocalHub{members: map[string]*hubMember{}
 func (h *LocalHub) Join() Backplane { return &hubBackplane{hub: h} }
 
 type hubBackplane struct {
-	hub   *LocalHub
-	me    *hubMember
-	local func(room string) []string // set by ServePresence before Start
+	hub    *LocalHub
+	me     *hubMember
+	presIn func(*PresenceMsg) // set by ServeTracker before Start (presence_hub.go)
 }
 
 func (b *hubBackplane) Start(id string, host Host) error {
@@ -163,7 +163,7 @@ func (b *hubBackplane) Start(id string, host Host) error {
 	if _, dup := b.hub.members[id]; dup {
 		return errors.New("router: local hub: duplicate instance id " + id)
 	}
-	b.me = &hubMember{id: id, host: host, interest: map[Kind]map[string]bool{}, local: b.local}
+	b.me = &hubMember{id: id, host: host, interest: map[Kind]map[string]bool{}, presence: hubPresence{in: b.presIn, rooms: map[string]bool{}}}
 	b.hub.members[id] = b.me
 	return nil
 }

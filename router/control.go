@@ -292,6 +292,9 @@ func (r *Router) control(op string, body []byte) ([]byte, error) {
 	if op == CtlHistory {
 		return r.controlHistory(req)
 	}
+	if op == CtlPresence || op == CtlPresenceStats {
+		return r.controlPresence(op, req) // from the tracker, no scatter (presence.go)
+	}
 	own, err := r.localPart(op, req)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,17 @@ type Options struct {
 	AuthTimeout time.Duration
 	// PresenceEvents sends user:joined / user:left to room members.
 	PresenceEvents bool
+	// PresenceMaxUsers caps the users in one presence answer; past it the
+	// answer says truncated (default DefaultPresenceMaxUsers, at most
+	// MaxPresenceMaxUsers).
+	PresenceMaxUsers int
+	// PresenceGrace delays a user:left after a user's last connection
+	// anywhere went, cancelled by a join meanwhile (default: the
+	// backplane's heartbeat interval; negative: none). presence.go.
+	PresenceGrace time.Duration
+	// PresenceQueueBytes bounds the presence service's inbox (default
+	// DefaultPresenceQueueBytes).
+	PresenceQueueBytes int
 	// RateMsgs is the sustained messages per second per connection (default 100; negative disables rate limiting).
 	RateMsgs float64
 	// RateBytes is the sustained inbound bytes per second per connection (default 1 MiB; negative: no byte limit).
@@ -82,6 +93,9 @@ func (o *Options) normalize() {
 	setDefault(&o.RPCMaxInFlight, 16)
 	setDefault(&o.EventQueueBytes, DefaultEventQueueBytes)
 	setDefault(&o.HookTimeout, DefaultHookTimeout)
+	setDefault(&o.PresenceMaxUsers, DefaultPresenceMaxUsers)
+	o.PresenceMaxUsers = min(o.PresenceMaxUsers, MaxPresenceMaxUsers)
+	setDefault(&o.PresenceQueueBytes, DefaultPresenceQueueBytes)
 	if o.InstanceID == "" {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
@@ -115,16 +129,16 @@ type Router struct {
 	shards                  []*shard
 	reg                     registry
 	authTicks               uint32
-	svcSeq                  atomic.Uint64   // ids for messages from services, which have none
-	hist                    History         // history mode (history.go); nil when off
-	pq                      PresenceQuerier // cross-instance presence (presence.go); nil: local only
-	resumes                 []resumeTable   // per loop, owned by that loop: resumes in flight
-	upq                     *upstreamQueue  // events and hook requests (events.go); nil when off
-	upPrefix                string          // subject prefix of events and hooks
-	upConnect, upDisconnect string          // their event subjects, built once
-	hookCount               hookCounters    // hook outcomes (hooks.go)
-	rq                      Requester       // requests to services (rpc.go); nil: rpc answers unavailable
-	ctl                     controlState    // control API (control.go)
+	svcSeq                  atomic.Uint64    // ids for messages from services, which have none
+	hist                    History          // history mode (history.go); nil when off
+	pres                    *presenceService // replicated presence (presence.go); nil: standalone
+	resumes                 []resumeTable    // per loop, owned by that loop: resumes in flight
+	upq                     *upstreamQueue   // events and hook requests (events.go); nil when off
+	upPrefix                string           // subject prefix of events and hooks
+	upConnect, upDisconnect string           // their event subjects, built once
+	hookCount               hookCounters     // hook outcomes (hooks.go)
+	rq                      Requester        // requests to services (rpc.go); nil: rpc answers unavailable
+	ctl                     controlState     // control API (control.go)
 }
 
 // New checks opts and builds a router; Bind it to an engine before Start.
@@ -172,6 +186,7 @@ func (r *Router) Bind(e *engine.Engine) error {
 		if err := bp.Start(r.opts.InstanceID, host); err != nil {
 			return fmt.Errorf("router: backplane: %w", err)
 		}
+		r.startPresence()
 	}
 	return nil
 }
@@ -183,7 +198,9 @@ func (r *Router) Close() error {
 		r.upq.close(5 * time.Second)
 	}
 	if r.opts.Backplane != nil {
-		return r.opts.Backplane.Close()
+		err := r.opts.Backplane.Close()
+		r.closePresence()
+		return err
 	}
 	return nil
 }
@@ -290,7 +307,9 @@ func (r *Router) joinAddr(cl *client, kind Kind, name string) {
 		// call racing with a leave on another loop cannot undo it.
 		r.opts.Backplane.Interest(kind, name)
 	}
-	if kind == KindRoom && firstOfUser && r.opts.PresenceEvents {
+	if kind == KindRoom && r.pres != nil {
+		r.pres.touch(name, cl.user, cl.conn.ID()) // across instances (presence.go)
+	} else if kind == KindRoom && firstOfUser && r.opts.PresenceEvents {
 		r.presenceEvent(cl, name, "user:joined")
 	}
 	if kind == KindRoom {
@@ -307,7 +326,9 @@ func (r *Router) leaveAt(cl *client, i int, _ []byte) {
 	if lastHere && r.opts.Backplane != nil {
 		r.opts.Backplane.Interest(m.kind, m.name)
 	}
-	if m.kind == KindRoom && lastOfUser && r.opts.PresenceEvents {
+	if m.kind == KindRoom && r.pres != nil {
+		r.pres.touch(m.name, cl.user, 0)
+	} else if m.kind == KindRoom && lastOfUser && r.opts.PresenceEvents {
 		r.presenceEvent(cl, m.name, "user:left")
 	}
 	if m.kind == KindRoom {
@@ -316,7 +337,8 @@ func (r *Router) leaveAt(cl *client, i int, _ []byte) {
 }
 
 // presenceEvent tells the room's other members (all loops) that cl's user
-// joined or left, encoded once per codec like any room message.
+// joined or left, encoded once per codec like any room message
+// (standalone; with a backplane the presence service does, presence.go).
 func (r *Router) presenceEvent(cl *client, room, typ string) {
 	m := newOutMsg()
 	m.kind = KindRoom
@@ -484,12 +506,11 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "may not see this room"}, e.ID)
 			return
 		}
-		if r.pq != nil {
+		if r.pres != nil {
 			r.askPresence(cl, e) // across instances (presence.go)
 			return
 		}
-		s.out = cl.codec.AppendPresence(s.out[:0], e.Room, r.reg.roomUsers(e.Room), e.ID)
-		s.write(cl, s.out)
+		r.localPresence(cl, e)
 	case wire.TypeRefresh:
 		r.handleRefresh(cl, e) // refresh.go
 	case wire.TypeResume:

@@ -445,6 +445,8 @@ func pbServerField(key string) protowire.Number {
 		return 21
 	case "mid":
 		return 22
+	case "truncated": // presence capped by -presence-max-users
+		return 23
 	case "server": // joined/subscribed by the gateway (hooks, control API)
 		return 50
 	case "exp": // token lifetime: 30-39

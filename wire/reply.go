@@ -211,9 +211,19 @@ func (c Codec) AppendUserEvent(dst []byte, typ string, room []byte, user string)
 
 // AppendPresence appends `presence {room, users: [...], id?}`.
 func (c Codec) AppendPresence(dst []byte, room []byte, users []string, clientID []byte) []byte {
+	return c.AppendPresencePage(dst, room, users, false, clientID)
+}
+
+// AppendPresencePage appends `presence {room, users, truncated?, id?}`:
+// truncated (only when true) says users holds only the first of the
+// room's users in sort order (the -presence-max-users cap).
+func (c Codec) AppendPresencePage(dst []byte, room []byte, users []string, truncated bool, clientID []byte) []byte {
 	w := beginObj(c, dst, ReplyPresence)
 	w.bstr("room", room)
 	w.strs("users", users)
+	if truncated {
+		w.bool("truncated", true)
+	}
 	w.clientID(clientID)
 	return w.end()
 }

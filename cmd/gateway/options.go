@@ -107,7 +107,9 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.DurationVar(&r.AuthTimeout, "auth-timeout", 5*time.Second, "close with 4008 when no valid auth message arrives this long after the upgrade")
 	fs.DurationVar(&r.TokenGrace, "token-grace", 30*time.Second, "after a token's exp (token_expired), how long a refresh may still come before the 4011 close (0 = close at exp)")
 	fs.StringVar(&r.InstanceID, "instance-id", "", "this instance's id in message ids, on the backplane and as its embedded NATS server's name (default: random; required and stable with -history and -nats-cluster)")
-	fs.BoolVar(&r.PresenceEvents, "presence-events", false, "send user:joined / user:left to room members")
+	fs.BoolVar(&r.PresenceEvents, "presence-events", false, "send user:joined / user:left to room members (across instances: when a user's first connection in the room anywhere joins and its last one leaves)")
+	fs.IntVar(&r.PresenceMaxUsers, "presence-max-users", router.DefaultPresenceMaxUsers, "most users in one presence answer (client and control API); a larger room's answer holds the first ones in sort order and says truncated: true (1-"+strconv.Itoa(router.MaxPresenceMaxUsers)+")")
+	fs.DurationVar(&r.PresenceGrace, "presence-grace", 0, "with a backplane, how long a user's last connection anywhere may be gone before user:left, cancelled by a join meanwhile, so a reconnect to another instance makes no left/joined pair (0 = one heartbeat interval, min(1s, -instance-timeout/3); negative = none)")
 	fs.Float64Var(&r.RateMsgs, "rate-msgs", 100, "messages per second per connection, sustained (0 = unlimited)")
 	fs.Float64Var(&r.RateBytes, "rate-bytes", 1<<20, "inbound bytes per second per connection, sustained (0 = unlimited)")
 	fs.IntVar(&r.RateBurst, "rate-burst", 0, "token bucket size in messages (0 = 2 x -rate-msgs); the byte bucket holds as many seconds")
@@ -142,8 +144,8 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.DurationVar(&o.HistoryFillTimeout, "history-fill-timeout", natsbp.DefaultGapFillTimeout, "with -history, time allowed for one gap fill; past it the members get gap")
 	fs.IntVar(&o.HistoryParkBytes, "history-park-bytes", natsbp.DefaultGapParkBytes, "with -history, bytes of live messages held back while their rooms' gaps are filled; past it the next fill fetches them")
 	fs.IntVar(&o.HistoryReplica, "history-replicas", 1, "copies of the history stream on the NATS cluster's servers (1 to 5; 3 on a three-server cluster survives one server's loss)")
-	fs.DurationVar(&o.PresenceWindow, "presence-window", 100*time.Millisecond, "how long a presence query or a control operation waits at most for the other instances' answers")
-	fs.DurationVar(&o.InstanceTimeout, "instance-timeout", natsbp.DefaultInstanceTimeout, "after a NATS reconnect, wait this long at most for instances seen before it to heartbeat again before acking messages")
+	fs.DurationVar(&o.PresenceWindow, "presence-window", 100*time.Millisecond, "how long a control operation (disconnect, subscribe, unsubscribe, info) waits at most for the other instances' answers; presence answers at once from the replicated state")
+	fs.DurationVar(&o.InstanceTimeout, "instance-timeout", natsbp.DefaultInstanceTimeout, "an instance silent on the heartbeat this long is lost: its users leave every room (presence), and after a NATS reconnect this instance waits at most this long for instances seen before to heartbeat again before acking messages")
 	fs.DurationVar(&o.PublishConfirmTimeout, "publish-confirm-timeout", natsbp.DefaultConfirmTimeout, "wait this long for NATS to confirm published messages (and any socket write) before answering error unavailable")
 	fs.IntVar(&o.PublishQueueBytes, "publish-queue-bytes", natsbp.DefaultPublishQueueBytes, "bytes of messages waiting to be published to NATS; past it client messages get error unavailable")
 }
@@ -279,6 +281,9 @@ func (o *options) finish() error {
 	}
 	if o.Router.RPCMaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("rpc-max-inflight %d: must be at least 1", o.Router.RPCMaxInFlight))
+	}
+	if o.Router.PresenceMaxUsers < 1 || o.Router.PresenceMaxUsers > router.MaxPresenceMaxUsers {
+		errs = append(errs, fmt.Errorf("presence-max-users %d: want 1-%d (a presence answer must fit in one NATS message)", o.Router.PresenceMaxUsers, router.MaxPresenceMaxUsers))
 	}
 	if o.PresenceWindow <= 0 {
 		errs = append(errs, fmt.Errorf("presence-window %v: must be positive", o.PresenceWindow))

@@ -9,8 +9,8 @@
 // channel subject only while it has local receivers (router interest), and
 // always to <p>.all, so NATS carries one message per interested instance.
 // History mode (history.go) keeps room messages in JetStream and delivers
-// them from <p>.live.room.<room>; presence queries (presence.go) use
-// request/reply on <p>.presence.<room>; client `rpc` requests go to
+// them from <p>.live.room.<room>; presence (presence.go) carries the
+// replicated trackers' messages on <p>.pres.<room>; client `rpc` requests go to
 // services on <p>.rpc.<method> (rpc.go); instances heartbeat on <p>.inst.hb
 // (health.go).
 //
@@ -105,8 +105,9 @@ type Options struct {
 	Logger *slog.Logger
 	// History configures history mode (JetStream; history.go).
 	History HistoryOptions
-	// PresenceWindow is how long a presence query collects the other
-	// instances' answers (default 100ms; presence.go).
+	// PresenceWindow is how long a scattered control operation collects
+	// the other instances' answers (default 100ms; control.go). Presence
+	// answers from the replicated tracker and does not wait.
 	PresenceWindow time.Duration
 }
 
@@ -151,12 +152,12 @@ type Backplane struct {
 	kick         chan struct{}
 	syncs        syncState // Sync requests (sync.go)
 
-	hist      *history                                // history mode; nil when off (history.go)
-	pres      *presence                               // presence queries (presence.go)
-	presLocal func(room string) []string              // set by ServePresence before Start
-	rpc       *rpcSender                              // requests to services (rpc.go); nil when the router serves none
-	rpcReply  func(token uint64, rep router.RPCReply) // set by ServeReplies before Start
-	ctl       controlHandlers                         // set by ServeControl before Start (control.go)
+	hist     *history                                // history mode; nil when off (history.go)
+	pres     *presence                               // presence transport (presence.go)
+	presIn   func(*router.PresenceMsg)               // set by ServeTracker before Start (presence.go)
+	rpc      *rpcSender                              // requests to services (rpc.go); nil when the router serves none
+	rpcReply func(token uint64, rep router.RPCReply) // set by ServeReplies before Start
+	ctl      controlHandlers                         // set by ServeControl before Start (control.go)
 
 	subs map[string]subscription // owned by the interest goroutine
 
@@ -275,6 +276,10 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { b.lostConnection() }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) && b.isPresenceSub(sub) {
+				b.presenceSlow() // repaired by a full transfer (presence.go)
+				return
+			}
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				b.slowConsumer(sub) // counts each drop once (inbound.go)
 				return

@@ -1,34 +1,35 @@
 package natsbp
 
-// # Presence across instances (router/presence.go)
+// # Presence across instances (router/presence.go, router/tracker.go)
 //
-// Scatter-gather over NATS request/reply, no shared state:
+// The NATS side of router.PresenceTransport: it carries the presence
+// trackers' messages and says which peers are alive; the state is the
+// router's.
 //
-//   - Every instance subscribes to <p>.presence.> and answers a request on
-//     <p>.presence.<room> with a JSON array of its local users of the room
-//     (from the router's registry, on the NATS callback goroutine: no event
-//     loop is involved); an instance with none stays silent.
-//   - An asking instance (a client's `presence`) hands the query to the
-//     presence goroutine, which publishes it with a reply subject under one
-//     wildcard inbox of this connection, collects the answers for
-//     PresenceWindow (default 100ms) and then calls the router back with the
-//     sorted union of its own users and the answers. NoEcho keeps an
-//     instance from answering itself.
+//   - <p>.pres.<room>: deltas, state transfers and queries of one room. An
+//     instance subscribes while its tracker tracks the room (it has local
+//     members there): TrackRoom, called from the router's presence
+//     goroutine, which owns these subscriptions. NoEcho keeps an instance
+//     from hearing itself.
+//   - <inbox>.<token>: answers to this instance's asks (a state transfer
+//     with Ask) and queries; the token is the ask's. A query nobody tracks
+//     gets NATS's no-responders status, which becomes PresenceNone.
 //
-// Drop-out bound: an instance that stopped, crashed or lost NATS does not
-// answer, so its users are absent from every query that starts after that;
-// a query already collecting may still count an answer sent just before, so
-// a dead instance's users are gone from presence at most PresenceWindow
-// after it died (graceful stop: its connections close first, so they are
-// gone at once). The price: each query takes PresenceWindow, and an instance
-// that cannot answer within it (a long GC pause, an overloaded link) is
-// missing from that one answer. NATS down: `unavailable`.
+// Every subscription feeds one channel (no goroutine per room); the
+// presence goroutine here decodes and hands each message to the router,
+// whose inbox is bounded in bytes. Should nats.go still drop (the channel
+// full: slow consumer), the drops are counted and PresenceEpoch moves, so
+// the tracker transfers every room again; so does a reconnect. Liveness is
+// the heartbeat table of health.go: PeerAlive is "heard within
+// InstanceTimeout". Messages are JSON; a state transfer is chunked by the
+// tracker, and a message above the server's max payload is refused here
+// (never silently cut).
 
 import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -37,157 +38,216 @@ import (
 	"github.com/wsgate/wsgate/router"
 )
 
-// DefaultPresenceWindow is how long a presence query collects answers.
+// DefaultPresenceWindow is how long a scattered control operation
+// (disconnect, subscribe, unsubscribe, info) waits for the other
+// instances' answers; presence itself no longer waits (control.go).
 const DefaultPresenceWindow = 100 * time.Millisecond
 
-// PresenceStats are the presence counters.
+// PresenceStats are the presence transport's counters.
 type PresenceStats struct {
-	Queries, Answered, Replies, Errors uint64
+	Sent, Received, DecodeErrors, SlowDrops, TooLarge uint64
+	Rooms                                             int
 }
 
 type presence struct {
 	b      *Backplane
-	window time.Duration
-	prefix string // <p>.presence.
+	prefix string // <p>.pres.
 	inbox  string // this connection's reply prefix, ending in "."
-	q      chan *presAsk
+	ch     chan *nats.Msg
+	rooms  map[string]*nats.Subscription // owned by the router's presence goroutine
+	inboxS *nats.Subscription
 
-	mu      sync.Mutex // guards pending and next
-	pending map[string]*presAsk
-	next    uint64
-
-	queries, answered, replies, errors atomic.Uint64
+	sent, received, decodeErrors, slowDrops, tooLarge atomic.Uint64
+	nRooms                                            atomic.Int64
 }
 
-type presAsk struct {
-	room  string
-	lists [][]string // local first, then the answers (under presence.mu)
-	reply func([]string, error)
-}
+var _ router.PresenceTransport = (*Backplane)(nil)
 
-var _ router.PresenceQuerier = (*Backplane)(nil)
+// ServeTracker sets where presence messages go (router.PresenceTransport; before Start).
+func (b *Backplane) ServeTracker(in func(*router.PresenceMsg)) { b.presIn = in }
 
-// ServePresence sets the source of this instance's local users (before Start).
-func (b *Backplane) ServePresence(local func(room string) []string) { b.presLocal = local }
-
-// PresenceStats returns the presence counters.
+// PresenceStats returns the presence transport's counters.
 func (b *Backplane) PresenceStats() PresenceStats {
 	p := b.pres
 	if p == nil {
 		return PresenceStats{}
 	}
-	return PresenceStats{Queries: p.queries.Load(), Answered: p.answered.Load(), Replies: p.replies.Load(), Errors: p.errors.Load()}
+	return PresenceStats{Sent: p.sent.Load(), Received: p.received.Load(), DecodeErrors: p.decodeErrors.Load(),
+		SlowDrops: p.slowDrops.Load(), TooLarge: p.tooLarge.Load(), Rooms: int(p.nRooms.Load())}
 }
 
 func (b *Backplane) startPresence() error {
-	w := b.opts.PresenceWindow
-	if w <= 0 {
-		w = DefaultPresenceWindow
+	if b.presIn == nil {
+		return nil
 	}
-	p := &presence{b: b, window: w, prefix: b.opts.Prefix + ".presence.", inbox: nats.NewInbox() + ".",
-		q: make(chan *presAsk, 1024), pending: map[string]*presAsk{}}
-	if local := b.presLocal; local != nil {
-		if _, err := b.nc.Subscribe(p.prefix+">", func(m *nats.Msg) { p.serve(local, m) }); err != nil {
-			return fmt.Errorf("natsbp: presence subscribe: %w", err)
-		}
-	}
-	if _, err := b.nc.Subscribe(p.inbox+"*", p.collect); err != nil {
+	p := &presence{b: b, prefix: b.opts.Prefix + ".pres.", inbox: nats.NewInbox() + ".",
+		ch: make(chan *nats.Msg, 1<<16), rooms: map[string]*nats.Subscription{}}
+	sub, err := b.nc.ChanSubscribe(p.inbox+"*", p.ch)
+	if err != nil {
 		return fmt.Errorf("natsbp: presence inbox: %w", err)
 	}
+	p.inboxS = sub
 	b.pres = p
 	b.wg.Add(1)
-	go p.asker()
+	go p.receive(b.presIn)
 	return nil
 }
 
-// serve answers another instance's query with this instance's users.
-func (p *presence) serve(local func(string) []string, m *nats.Msg) {
-	if m.Reply == "" || len(m.Subject) <= len(p.prefix) {
-		return
-	}
-	users := local(m.Subject[len(p.prefix):])
-	if len(users) == 0 {
-		return
-	}
-	data, err := json.Marshal(users)
-	if err != nil {
-		return
-	}
-	if m.Respond(data) == nil {
-		p.answered.Add(1)
-	}
+// isPresenceSub reports whether sub is one of presence's (slow consumer
+// accounting: its drops are presence's, repaired by a full transfer).
+func (b *Backplane) isPresenceSub(sub *nats.Subscription) bool {
+	return b.pres != nil && sub != nil && (sub == b.pres.inboxS || strings.HasPrefix(sub.Subject, b.pres.prefix))
 }
 
-// collect adds one instance's answer to its query. A status message (503
-// no responders: no other instance is subscribed, as when this one runs
-// alone) is no answer, and no decode error either.
-func (p *presence) collect(m *nats.Msg) {
-	if len(m.Data) == 0 && m.Header.Get("Status") != "" {
-		return
+// presenceSlow counts a slow-consumer episode of a presence subscription.
+func (b *Backplane) presenceSlow() { b.pres.slowDrops.Add(1) }
+
+// TrackRoom implements router.PresenceTransport (the router's presence goroutine).
+func (b *Backplane) TrackRoom(room string, on bool) error {
+	p := b.pres
+	if p == nil {
+		return router.ErrUnavailable
 	}
-	var users []string
-	if err := json.Unmarshal(m.Data, &users); err != nil {
-		p.b.decodeErrors.Add(1)
-		return
+	sub, have := p.rooms[room]
+	switch {
+	case on && !have:
+		s, err := b.nc.ChanSubscribe(p.prefix+room, p.ch)
+		if err != nil {
+			return fmt.Errorf("natsbp: presence subscribe %s: %w", room, err)
+		}
+		p.rooms[room] = s
+	case !on && have:
+		delete(p.rooms, room)
+		if err := sub.Unsubscribe(); err != nil {
+			return fmt.Errorf("natsbp: presence unsubscribe %s: %w", room, err)
+		}
 	}
-	token := m.Subject[len(p.inbox):]
-	p.mu.Lock()
-	if a := p.pending[token]; a != nil {
-		a.lists = append(a.lists, users)
-		p.replies.Add(1)
-	}
-	p.mu.Unlock()
+	p.nRooms.Store(int64(len(p.rooms)))
+	return nil
 }
 
-// Presence queues a query (router.PresenceQuerier); reply runs on the
-// timer's goroutine, or on a new one when the query cannot be sent.
-func (b *Backplane) Presence(room string, local []string, reply func([]string, error)) {
+// presWire is a router.PresenceMsg on the wire.
+type presWire struct {
+	T     router.PresenceType `json:"t"`
+	Room  string              `json:"r"`
+	From  string              `json:"f"`
+	Inc   uint64              `json:"i"`
+	Epoch uint64              `json:"e,omitempty"`
+	Seq   uint64              `json:"s,omitempty"`
+	Query uint64              `json:"q,omitempty"`
+	Ask   bool                `json:"a,omitempty"`
+	Last  bool                `json:"l,omitempty"`
+	Limit int                 `json:"lim,omitempty"`
+	Users int                 `json:"nu,omitempty"`
+	Conns int                 `json:"nc,omitempty"`
+	Trunc bool                `json:"tr,omitempty"`
+	Names []string            `json:"us,omitempty"`
+	Count []int32             `json:"cs,omitempty"`
+}
+
+// SendPresence implements router.PresenceTransport.
+func (b *Backplane) SendPresence(m *router.PresenceMsg, to string) error {
 	p := b.pres
 	if p == nil || !b.Ready() {
-		go reply(nil, router.ErrUnavailable)
-		return
+		return router.ErrUnavailable
 	}
-	select {
-	case p.q <- &presAsk{room: room, lists: [][]string{local}, reply: reply}:
-	default:
-		p.errors.Add(1)
-		go reply(nil, router.ErrUnavailable)
+	w := presWire{T: m.Type, Room: m.Room, From: m.From, Inc: m.Inc, Epoch: m.Epoch, Seq: m.Seq, Query: m.Query,
+		Ask: m.Ask, Last: m.Last, Limit: m.Limit, Users: m.Users, Conns: m.Conns, Trunc: m.Truncated}
+	if len(m.Entries) > 0 {
+		w.Names, w.Count = make([]string, len(m.Entries)), make([]int32, len(m.Entries))
+		for i, e := range m.Entries {
+			w.Names[i], w.Count[i] = e.User, e.Conns
+		}
 	}
+	data, jerr := json.Marshal(&w)
+	if jerr != nil {
+		return fmt.Errorf("natsbp: presence encode: %w", jerr)
+	}
+	if max := b.nc.MaxPayload(); max > 0 && int64(len(data)) > max {
+		p.tooLarge.Add(1)
+		return fmt.Errorf("natsbp: presence message of %d bytes is above the max payload %d", len(data), max)
+	}
+	subject, reply := to, ""
+	if to == "" {
+		subject = p.prefix + m.Room
+		if m.Type == router.PresenceQuery || (m.Type == router.PresenceState && m.Ask) {
+			reply = p.inbox + strconv.FormatUint(m.Query, 36)
+		}
+	}
+	var err error
+	if reply == "" {
+		err = b.nc.Publish(subject, data)
+	} else {
+		err = b.nc.PublishRequest(subject, reply, data)
+	}
+	if err != nil {
+		return fmt.Errorf("natsbp: presence publish %q reply %q: %w", subject, reply, err)
+	}
+	p.sent.Add(1)
+	return nil
 }
 
-func (p *presence) asker() {
+// receive decodes presence messages and hands them to the router.
+func (p *presence) receive(in func(*router.PresenceMsg)) {
 	defer p.b.wg.Done()
 	for {
 		select {
 		case <-p.b.done:
 			return
-		case a := <-p.q:
-			p.mu.Lock()
-			p.next++
-			token := strconv.FormatUint(p.next, 36)
-			p.pending[token] = a
-			p.mu.Unlock()
-			p.queries.Add(1)
-			if err := p.b.nc.PublishRequest(p.prefix+a.room, p.inbox+token, nil); err != nil {
-				p.mu.Lock()
-				delete(p.pending, token)
-				p.mu.Unlock()
-				p.errors.Add(1)
-				go a.reply(nil, router.ErrUnavailable)
-				continue
+		case m := <-p.ch:
+			if pm := p.decode(m); pm != nil {
+				p.received.Add(1)
+				in(pm)
 			}
-			time.AfterFunc(p.window, func() { p.finish(token) })
 		}
 	}
 }
 
-// finish ends a query's window and answers the router.
-func (p *presence) finish(token string) {
-	p.mu.Lock()
-	a := p.pending[token]
-	delete(p.pending, token)
-	p.mu.Unlock()
-	if a != nil {
-		a.reply(router.MergeUsers(a.lists...), nil)
+func (p *presence) decode(m *nats.Msg) *router.PresenceMsg {
+	if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+		// No responders to an ask or a query: nobody tracks the room.
+		if !strings.HasPrefix(m.Subject, p.inbox) {
+			return nil
+		}
+		q, err := strconv.ParseUint(m.Subject[len(p.inbox):], 36, 64)
+		if err != nil {
+			return nil
+		}
+		return &router.PresenceMsg{Type: router.PresenceNone, Query: q}
 	}
+	var w presWire
+	if err := json.Unmarshal(m.Data, &w); err != nil || len(w.Names) != len(w.Count) || w.From == "" {
+		p.decodeErrors.Add(1)
+		return nil
+	}
+	pm := &router.PresenceMsg{Type: w.T, Room: w.Room, From: w.From, Inc: w.Inc, Epoch: w.Epoch, Seq: w.Seq, Query: w.Query,
+		Ask: w.Ask, Last: w.Last, Limit: w.Limit, Users: w.Users, Conns: w.Conns, Truncated: w.Trunc, ReplyTo: m.Reply}
+	if len(w.Names) > 0 {
+		pm.Entries = make([]router.PresenceEntry, len(w.Names))
+		for i := range w.Names {
+			pm.Entries[i] = router.PresenceEntry{User: w.Names[i], Conns: w.Count[i]}
+		}
+	}
+	return pm
+}
+
+// PeerAlive implements router.PresenceTransport: heard on the heartbeat
+// subject within InstanceTimeout.
+func (b *Backplane) PeerAlive(id string) bool {
+	return b.peers.heardSince(id, time.Now().Add(-b.opts.InstanceTimeout))
+}
+
+// PresenceTiming implements router.PresenceTransport.
+func (b *Backplane) PresenceTiming() (heartbeat, timeout time.Duration) {
+	return b.heartbeatInterval(), b.opts.InstanceTimeout
+}
+
+// PresenceEpoch implements router.PresenceTransport: it moves with every
+// reconnect and every presence slow-consumer episode.
+func (b *Backplane) PresenceEpoch() uint64 {
+	n := b.connGen()
+	if b.pres != nil {
+		n += b.pres.slowDrops.Load()
+	}
+	return n
 }

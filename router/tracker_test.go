@@ -1,0 +1,328 @@
+package router
+
+import (
+	"fmt"
+	"reflect"
+	"runtime"
+	"slices"
+	"testing"
+)
+
+// trackNet is a test network of trackers: it carries what setLocal returns
+// the way the presence service does (a new room: its state with Ask, and
+// the answers back to the asker), synchronously.
+type trackNet struct {
+	t   *testing.T
+	trs map[string]*tracker
+	now int64
+	q   uint64
+	// events per instance, "joined alice" / "left alice"
+	events map[string][]string
+}
+
+const testGrace = 100
+
+func newTrackNet(t *testing.T, ids ...string) *trackNet {
+	n := &trackNet{t: t, trs: map[string]*tracker{}, events: map[string][]string{}, now: 1000}
+	for _, id := range ids {
+		n.trs[id] = newTracker(id, 1, testGrace)
+	}
+	return n
+}
+
+func (n *trackNet) collect() {
+	for id, tr := range n.trs {
+		for _, c := range tr.takeChanges() {
+			ev := "left " + c.user
+			if c.joined {
+				ev = "joined " + c.user
+			}
+			n.events[id] = append(n.events[id], c.room+" "+ev)
+		}
+	}
+}
+
+// broadcast hands m to every other tracker tracking the room; an ask is
+// answered with the receiver's own state.
+func (n *trackNet) broadcast(m *PresenceMsg) {
+	for id, tr := range n.trs {
+		if id == m.From || !tr.tracked(m.Room) {
+			continue
+		}
+		switch m.Type {
+		case PresenceDelta:
+			tr.applyDelta(m, n.now)
+		case PresenceState:
+			tr.applyState(m, n.now)
+			if m.Last && m.Ask {
+				for _, a := range tr.ownState(m.Room, false, m.Query, 2, 1<<20) {
+					n.trs[m.From].applyState(a, n.now)
+				}
+			}
+		}
+	}
+	n.collect()
+}
+
+func (n *trackNet) set(id, room, user string, conns int) {
+	tr := n.trs[id]
+	delta, started, _ := tr.setLocal(room, user, conns, 0, n.now)
+	if started {
+		n.q++
+		tr.markSilent(room, n.q)
+		for _, m := range tr.ownState(room, true, n.q, 2, 1<<20) {
+			n.broadcast(m)
+		}
+		return
+	}
+	if delta != nil {
+		n.broadcast(delta)
+	}
+	n.collect()
+}
+
+func (n *trackNet) advance(d int64) {
+	n.now += d
+	for _, tr := range n.trs {
+		tr.expire(n.now)
+	}
+	n.collect()
+}
+
+func (n *trackNet) wantUsers(room string, want ...string) {
+	n.t.Helper()
+	for id, tr := range n.trs {
+		if !tr.tracked(room) {
+			continue
+		}
+		got, truncated := tr.users(room, 0)
+		if !reflect.DeepEqual(got, append([]string{}, want...)) || truncated {
+			n.t.Fatalf("%s: users of %s %v, want %v", id, room, got, want)
+		}
+	}
+}
+
+func (n *trackNet) wantEvents(id string, want ...string) {
+	n.t.Helper()
+	got := n.events[id]
+	n.events[id] = nil
+	if !reflect.DeepEqual(got, want) {
+		n.t.Fatalf("%s: events %q, want %q", id, got, want)
+	}
+}
+
+func TestTrackerJoinLeaveAcrossInstances(t *testing.T) {
+	n := newTrackNet(t, "a", "b", "c")
+	n.set("a", "r", "watcher", 1)
+	n.wantEvents("a", "r joined watcher")
+	n.set("b", "r", "bob", 1) // b's initial state: a hears bob join, b hears nothing of watcher
+	n.wantEvents("a", "r joined bob")
+	n.wantEvents("b", "r joined bob")
+	n.wantUsers("r", "bob", "watcher")
+	n.set("c", "r", "bob", 1) // bob's second device, elsewhere: no event on a or b
+	n.set("c", "r", "bob", 2)
+	n.wantEvents("a")
+	n.wantEvents("b")
+	// c started tracking r with bob: before its initial transfer it takes
+	// bob for new, but its only local member is the joining connection,
+	// which is not told (presenceChange.exclude).
+	n.wantEvents("c", "r joined bob")
+	if u, c := n.trs["a"].stats("r"); u != 2 || c != 4 {
+		t.Fatalf("stats %d users %d conns, want 2 and 4", u, c)
+	}
+	n.set("b", "r", "bob", 0) // b had only bob: it stops tracking the room
+	if n.trs["b"].tracked("r") {
+		t.Fatal("b still tracks r without local members")
+	}
+	n.wantUsers("r", "bob", "watcher")
+	n.set("c", "r", "bob", 0) // bob's last connection anywhere: absent at once, left after the grace
+	n.wantUsers("r", "watcher")
+	n.wantEvents("a")
+	n.advance(testGrace + 1)
+	n.wantEvents("a", "r left bob")
+	if _, p := n.trs["a"].size(); p != 1 {
+		t.Fatalf("a keeps %d pairs, want 1", p)
+	}
+}
+
+// A user whose connection moves to another instance within the grace
+// makes no left/joined pair, in either order.
+func TestTrackerReconnectWithinGrace(t *testing.T) {
+	n := newTrackNet(t, "a", "b", "c")
+	n.set("a", "r", "watcher", 1)
+	n.set("b", "r", "keep", 1)
+	n.set("c", "r", "keep2", 1)
+	n.set("b", "r", "u", 1)
+	n.collect()
+	for _, id := range []string{"a", "b", "c"} {
+		n.events[id] = nil
+	}
+	// old closes first, new joins within the grace
+	n.set("b", "r", "u", 0)
+	n.advance(testGrace / 2)
+	n.set("c", "r", "u", 1)
+	n.advance(testGrace * 2)
+	// new joins first, old closes after
+	n.set("a", "r", "u", 1)
+	n.set("c", "r", "u", 0)
+	n.advance(testGrace * 2)
+	for _, id := range []string{"a", "b", "c"} {
+		n.wantEvents(id)
+	}
+	n.wantUsers("r", "keep", "keep2", "u", "watcher")
+}
+
+func TestTrackerInstanceLostAndRestarted(t *testing.T) {
+	n := newTrackNet(t, "a", "b")
+	n.set("a", "r", "watcher", 1)
+	n.set("b", "r", "bob", 1)
+	n.set("b", "r", "carol", 1)
+	n.set("a", "r", "carol", 1)
+	n.events["a"] = nil
+	// b is lost: its users leave at once, except carol, also on a.
+	n.trs["a"].dropInstance("b", n.now, false)
+	n.collect()
+	n.wantEvents("a", "r left bob")
+	if got, _ := n.trs["a"].users("r", 0); !reflect.DeepEqual(got, []string{"carol", "watcher"}) {
+		t.Fatalf("after b was lost: %v", got)
+	}
+	// b restarts (a greater incarnation): bob comes back with user:joined.
+	n.trs["b"] = newTracker("b", 2, testGrace)
+	n.set("b", "r", "bob", 1)
+	n.wantEvents("a", "r joined bob")
+	// Its old incarnation's messages are stale now.
+	old := &PresenceMsg{Type: PresenceDelta, Room: "r", From: "b", Inc: 1, Epoch: 1, Seq: 9, Entries: []PresenceEntry{{User: "zed", Conns: 1}}}
+	n.trs["a"].applyDelta(old, n.now)
+	n.collect()
+	n.wantEvents("a")
+	// A restart that forgot its users: they leave after the grace.
+	n.trs["b"] = newTracker("b", 3, testGrace)
+	n.set("b", "r", "dave", 1)
+	n.wantEvents("a", "r joined dave")
+	n.advance(testGrace + 1)
+	n.wantEvents("a", "r left bob")
+}
+
+func TestTrackerGapMarksResync(t *testing.T) {
+	n := newTrackNet(t, "a", "b")
+	n.set("a", "r", "watcher", 1)
+	n.set("b", "r", "bob", 1)
+	n.events["a"] = nil
+	b := n.trs["b"]
+	d1, _, _ := b.setLocal("r", "x", 1, 0, n.now)
+	d2, _, _ := b.setLocal("r", "y", 1, 0, n.now)
+	_ = d1                           // lost
+	n.trs["a"].applyDelta(d2, n.now) // applied (counts are absolute), and...
+	if !n.trs["a"].resync["r"] {
+		t.Fatal("a gap in b's sequence did not mark the room for a resync")
+	}
+	n.collect()
+	n.wantEvents("a", "r joined y")
+	// The resync: b's state, not silent, repairs it and tells x's arrival.
+	for _, m := range b.ownState("r", false, 77, 1, 1<<20) { // one entry per chunk
+		n.trs["a"].applyState(m, n.now)
+	}
+	n.collect()
+	n.wantEvents("a", "r joined x")
+	n.wantUsers("r", "bob", "watcher", "x", "y")
+	// A duplicate (already covered by the state) changes nothing.
+	n.trs["a"].applyDelta(d2, n.now)
+	n.collect()
+	n.wantEvents("a")
+}
+
+func TestTrackerStateReplacesAndChunks(t *testing.T) {
+	n := newTrackNet(t, "a", "b")
+	n.set("a", "r", "watcher", 1)
+	for i := range 7 {
+		n.set("b", "r", fmt.Sprintf("u%d", i), 1)
+	}
+	msgs := n.trs["b"].ownState("r", false, 5, 3, 1<<20)
+	if len(msgs) != 3 || !msgs[2].Last || msgs[0].Last {
+		t.Fatalf("7 entries in chunks of 3: %d messages", len(msgs))
+	}
+	// b's state without u3 (lost its delta): a drops u3 on the replace.
+	bState := &PresenceMsg{Type: PresenceState, Room: "r", From: "b", Inc: 1, Epoch: msgs[0].Epoch, Seq: msgs[0].Seq, Last: true}
+	for _, m := range msgs {
+		for _, e := range m.Entries {
+			if e.User != "u3" {
+				bState.Entries = append(bState.Entries, e)
+			}
+		}
+	}
+	n.events["a"] = nil
+	n.trs["a"].applyState(bState, n.now)
+	n.advance(testGrace + 1)
+	n.wantEvents("a", "r left u3")
+	// Name bytes bound the chunks too.
+	if got := chunkEntries([]PresenceEntry{{User: "aaaa"}, {User: "bbbb"}, {User: "cccc"}}, 100, 30, func() *PresenceMsg { return &PresenceMsg{} }); len(got) != 2 {
+		t.Fatalf("byte-bounded chunks: %d, want 2", len(got))
+	}
+}
+
+func TestTrackerUsersCapped(t *testing.T) {
+	tr := newTracker("a", 1, testGrace)
+	for i := range 50 {
+		tr.setLocal("big", fmt.Sprintf("user%02d", i), 1, 0, 1)
+	}
+	got, truncated := tr.users("big", 10)
+	if !truncated || len(got) != 10 || got[0] != "user00" || got[9] != "user09" {
+		t.Fatalf("capped users %v truncated=%v", got, truncated)
+	}
+	if got, truncated := tr.users("big", 50); truncated || len(got) != 50 || !slices.IsSorted(got) {
+		t.Fatalf("exactly the cap: %d truncated=%v", len(got), truncated)
+	}
+	q := tr.view(&PresenceMsg{Room: "big", Limit: 5, Query: 3})
+	if q.Users != 50 || q.Conns != 50 || !q.Truncated || len(q.Entries) != 5 || q.Query != 3 {
+		t.Fatalf("view %+v", q)
+	}
+	if u, c := tr.stats("none"); u != 0 || c != 0 {
+		t.Fatal("stats of an untracked room")
+	}
+}
+
+// The memory of a room goes with its last local member.
+func TestTrackerDropsRoomWithLastLocal(t *testing.T) {
+	n := newTrackNet(t, "a", "b")
+	n.set("a", "r", "alice", 1)
+	n.set("b", "r", "bob", 1)
+	n.set("a", "r", "alice", 0)
+	if r, p := n.trs["a"].size(); r != 0 || p != 0 {
+		t.Fatalf("a keeps %d rooms %d pairs after its last member left", r, p)
+	}
+	if in := n.trs["a"].insts["b"]; in != nil && in.holding != 0 {
+		t.Fatalf("a still counts %d holdings of b", in.holding)
+	}
+}
+
+// BenchmarkTrackerMemory reports the bytes per tracked (room, user) pair:
+// one room of 100k users held by three instances.
+func BenchmarkTrackerMemory(b *testing.B) {
+	const users = 100_000
+	names := make([]string, users)
+	for i := range names {
+		names[i] = fmt.Sprintf("user-%06d", i)
+	}
+	for b.Loop() {
+		before := heapInUse()
+		tr := newTracker("a", 1, testGrace)
+		tr.setLocal("big", "local", 1, 0, 1)
+		for i, u := range names {
+			tr.applyDelta(&PresenceMsg{Type: PresenceDelta, Room: "big", From: []string{"b", "c"}[i%2], Inc: 1, Epoch: 1,
+				Seq: uint64(i/2 + 1), Entries: []PresenceEntry{{User: u, Conns: 1}}}, 1)
+		}
+		after := heapInUse()
+		runtime.KeepAlive(tr)
+		b.ReportMetric(float64(after-before)/users, "bytes/pair")
+		if _, p := tr.size(); p != users+1 {
+			b.Fatalf("%d pairs", p)
+		}
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
