@@ -129,6 +129,7 @@ type presenceAnswer struct {
 type pendingQuery struct {
 	ask      *presenceAsk
 	deadline int64
+	sawNone  bool // an instance answered that it does not track the room
 }
 
 // presenceService runs the tracker; see the top of this file.
@@ -401,12 +402,22 @@ func (ps *presenceService) handle(m *PresenceMsg) {
 			}
 		}
 	case PresenceQuery:
-		if m.ReplyTo != "" && ps.tr.tracked(m.Room) {
+		switch {
+		case m.ReplyTo == "":
+		case ps.tr.tracked(m.Room):
 			ps.send(ps.tr.view(m), m.ReplyTo)
+		default:
+			// Still subscribed, no longer tracking (its last member just
+			// left): say so, so the asker need not wait for this one.
+			ps.send(&PresenceMsg{Type: PresenceNone, Room: m.Room, From: ps.r.opts.InstanceID, Query: m.Query}, m.ReplyTo)
 		}
 	case PresenceView, PresenceNone:
 		q := ps.queries[m.Query]
 		if q == nil {
+			return
+		}
+		if m.Type == PresenceNone && m.From != "" {
+			q.sawNone = true // an instance not tracking it: wait for others
 			return
 		}
 		delete(ps.queries, m.Query)
@@ -431,7 +442,7 @@ func (ps *presenceService) answer(a *presenceAsk) {
 	ps.queryCount.Add(1)
 	ps.nextQ++
 	q := ps.nextQ
-	ps.queries[q] = &pendingQuery{ask: a, deadline: now() + int64(ps.timeout)}
+	ps.queries[q] = &pendingQuery{ask: a, deadline: now() + int64(min(ps.timeout, DefaultControlTimeout/2))}
 	if err := ps.tp.SendPresence(&PresenceMsg{Type: PresenceQuery, Room: a.room, From: ps.r.opts.InstanceID,
 		Inc: ps.tr.inc, Query: q, Limit: a.limit}, ""); err != nil {
 		delete(ps.queries, q)
@@ -486,11 +497,16 @@ func (ps *presenceService) periodic() {
 		}
 	}
 	for q, p := range ps.queries {
-		if t > p.deadline {
-			delete(ps.queries, q)
-			ps.queryFail.Add(1)
-			p.ask.reply(presenceAnswer{err: ErrUnavailable})
+		if t <= p.deadline {
+			continue
 		}
+		delete(ps.queries, q)
+		if p.sawNone { // only instances that do not track it answered
+			p.ask.reply(presenceAnswer{users: []string{}})
+			continue
+		}
+		ps.queryFail.Add(1)
+		p.ask.reply(presenceAnswer{err: ErrUnavailable})
 	}
 	r, p := ps.tr.size()
 	ps.rooms.Store(int64(r))

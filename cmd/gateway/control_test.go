@@ -213,7 +213,14 @@ func TestControlAPI(t *testing.T) {
 		}
 	}
 
-	// presence and presence_stats count both instances.
+	// presence and presence_stats count both instances, once bob's join
+	// reached a's presence tracker.
+	waitFor(t, 10*time.Second, func() string {
+		if ans := ctlOK(t, a, "GET", "/api/presence_stats?room=ops", ""); ans["connections"] != 3.0 {
+			return "presence_stats before propagation: " + string(mustJSON(ans))
+		}
+		return ""
+	})
 	wantAnswer(t, "HTTP presence", ctlOK(t, a, "GET", "/api/presence?room=ops", ""), `{"users":["alice","bob"]}`)
 	wantAnswer(t, "HTTP presence_stats", ctlOK(t, a, "GET", "/api/presence_stats?room=ops", ""), `{"users":2,"connections":3}`)
 	got, _ = ctlNATS(t, nc, "presence", `{"room":"ops"}`)
@@ -227,7 +234,12 @@ func TestControlAPI(t *testing.T) {
 	for _, cl := range []*wsClient{aliceA, aliceB} {
 		wantObj(t, cl, map[string]any{"type": "left", "room": "ops", "reason": "server"})
 	}
-	wantAnswer(t, "presence after unsubscribe", ctlOK(t, b, "GET", "/api/presence?room=ops", ""), `{"users":["bob"]}`)
+	waitFor(t, 10*time.Second, func() string { // once a's leaves reached b's tracker
+		if ans := ctlOK(t, b, "GET", "/api/presence?room=ops", ""); !reflect.DeepEqual(ans, decodeObj(t, `{"users":["bob"]}`)) {
+			return "presence after unsubscribe: " + string(mustJSON(ans))
+		}
+		return ""
+	})
 
 	// Channels: subscribe over NATS, unsubscribe over HTTP.
 	got, _ = ctlNATS(t, nc, "subscribe", `{"user":"alice","channel":"news.eu"}`)
