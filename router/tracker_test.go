@@ -326,3 +326,35 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// BenchmarkTrackerPresence100k is the tracker's part of a capped
+// `presence` (1000 users) on a room of 100k users right after a change
+// (the sorted list is rebuilt), and of presence_stats.
+func BenchmarkTrackerPresence100k(b *testing.B) {
+	tr := newTracker("a", 1, testGrace)
+	for i := range 100_000 {
+		tr.setLocal("big", fmt.Sprintf("user-%06d", i), 1, 0, 1)
+	}
+	b.Run("presence-after-change", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			n++
+			tr.setLocal("big", "churn", n%2, 0, 1) // a join or a leave
+			if users, truncated := tr.users("big", DefaultPresenceMaxUsers); len(users) != DefaultPresenceMaxUsers || !truncated {
+				b.Fatal("not capped")
+			}
+		}
+	})
+	b.Run("presence-unchanged", func(b *testing.B) {
+		for b.Loop() {
+			tr.users("big", DefaultPresenceMaxUsers)
+		}
+	})
+	b.Run("presence_stats", func(b *testing.B) {
+		for b.Loop() {
+			if u, _ := tr.stats("big"); u < 100_000 {
+				b.Fatal(u)
+			}
+		}
+	})
+}
