@@ -338,6 +338,7 @@ func TestCBORReplies(t *testing.T) {
 		"presence":      func(c Codec, d []byte) []byte { return c.AppendPresence(d, []byte("r"), []string{"a", "b"}, id) },
 		"presence big":  func(c Codec, d []byte) []byte { return c.AppendPresence(d, []byte("r"), make([]string, 300), nil) },
 		"presence 0":    func(c Codec, d []byte) []byte { return c.AppendPresence(d, []byte("r"), nil, nil) },
+		"presence cut":  func(c Codec, d []byte) []byte { return c.AppendPresencePage(d, []byte("r"), []string{"a"}, true, id) },
 		"resumed":       func(c Codec, d []byte) []byte { return c.AppendResumed(d, []byte("r"), 1<<40, false, nil) },
 		"gap":           func(c Codec, d []byte) []byte { return c.AppendGap(d, 17) },
 		"gap reason":    func(c Codec, d []byte) []byte { return c.AppendGapReason(d, GapBackplane) },

@@ -167,6 +167,9 @@ func TestEnvelopeCodecReplies(t *testing.T) {
 		{name: "presence", enc: func(c Codec, d []byte) []byte {
 			return c.AppendPresence(d, []byte("r"), []string{"a", "b"}, id)
 		}, want: obj{"type": "presence", "room": "r", "users": []any{"a", "b"}, "id": "c-1"}},
+		{name: "presence truncated", enc: func(c Codec, d []byte) []byte {
+			return c.AppendPresencePage(d, []byte("r"), []string{"a"}, true, id)
+		}, want: obj{"type": "presence", "room": "r", "users": []any{"a"}, "truncated": true, "id": "c-1"}},
 		{name: "presence empty", enc: func(c Codec, d []byte) []byte { return c.AppendPresence(d, []byte("r"), nil, nil) },
 			want: obj{"type": "presence", "room": "r", "users": []any{}}},
 		{name: "resumed", enc: func(c Codec, d []byte) []byte { return c.AppendResumed(d, []byte("r"), 42, false, nil) },

@@ -181,6 +181,9 @@ func TestProtobufEveryReply(t *testing.T) {
 		{"user:joined", func(c Codec, d []byte) []byte { return c.AppendUserEvent(d, EventUserJoined, []byte("r"), "bob") }},
 		{"user:left", func(c Codec, d []byte) []byte { return c.AppendUserEvent(d, EventUserLeft, []byte("r"), "bob") }},
 		{"presence", func(c Codec, d []byte) []byte { return c.AppendPresence(d, []byte("r"), []string{"a", "b"}, id) }},
+		{"presence truncated", func(c Codec, d []byte) []byte {
+			return c.AppendPresencePage(d, []byte("r"), []string{"a"}, true, id)
+		}},
 		{"resumed", func(c Codec, d []byte) []byte { return c.AppendResumed(d, []byte("r"), 42, false, nil) }},
 		{"resumed at 0", func(c Codec, d []byte) []byte { return c.AppendResumed(d, []byte("r"), 0, true, id) }},
 		{"gap", func(c Codec, d []byte) []byte { return c.AppendGap(d, 17) }},
