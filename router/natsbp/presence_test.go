@@ -1,6 +1,7 @@
 package natsbp
 
 import (
+	"net"
 	"reflect"
 	"testing"
 	"time"
@@ -35,6 +36,24 @@ func (c *client) expectPastEvents(typ string) map[string]any {
 		c.t.Fatalf("got %v, want %q", m, typ)
 	}
 	return m
+}
+
+// expectPastGapOrEvents waits for typ, skipping the backplane's gap
+// notices and the other presence event.
+func (c *client) expectPastGapOrEvents(typ string) map[string]any {
+	c.t.Helper()
+	for {
+		m := c.next(15 * time.Second)
+		if m == nil {
+			c.t.Fatalf("no %s", typ)
+		}
+		if m["type"] == typ {
+			return m
+		}
+		if m["type"] != "gap" && m["type"] != "user:joined" && m["type"] != "user:left" {
+			c.t.Fatalf("got %v, want %q", m, typ)
+		}
+	}
 }
 
 // eventuallyPresence polls c's presence of room until it is want.
@@ -167,4 +186,42 @@ func TestPresenceEventsAcrossInstances(t *testing.T) {
 	u3.send(`{"type":"leave","room":"room"}`)
 	u3.expect("left")
 	event("user:left", "u") // the only event since the join
+}
+
+// A partition that heals re-syncs without a restart: with NATS gone past
+// the instance timeout, each instance drops the other's users (user:left);
+// once NATS is back, the state transfers bring them back (user:joined).
+func TestPresencePartitionHeals(t *testing.T) {
+	ns := startNATS(t, 0)
+	o := Options{URLs: []string{ns.ClientURL()}, InstanceTimeout: 600 * time.Millisecond}
+	a := presenceInstance(t, "a", o)
+	b := presenceInstance(t, "b", o)
+	alice, bob := a.dial("alice"), b.dial("bob")
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.expectPastEvents("user:joined")
+	bob.eventuallyPresence("lobby", "alice", "bob")
+	port := ns.Addr().(*net.TCPAddr).Port
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	other := map[*client]string{alice: "bob", bob: "alice"}
+	for _, c := range []*client{alice, bob} {
+		if m := c.expectPastGapOrEvents("user:left"); m["user"] != other[c] {
+			t.Fatalf("%v, want user:left %s", m, other[c])
+		}
+	}
+	start := time.Now()
+	startNATS(t, port)
+	for _, c := range []*client{alice, bob} {
+		if m := c.expectPastGapOrEvents("user:joined"); m["user"] != other[c] {
+			t.Fatalf("%v, want user:joined %s", m, other[c])
+		}
+	}
+	t.Logf("users back %v after NATS returned", time.Since(start))
+	alice.eventuallyPresence("lobby", "alice", "bob")
+	bob.eventuallyPresence("lobby", "alice", "bob")
+	sa, sb := a.router.PresenceStats(), b.router.PresenceStats()
+	if sa.InstancesLost == 0 || sb.InstancesLost == 0 || sa.Resyncs+sb.Resyncs == 0 {
+		t.Fatalf("stats %+v %+v: want each to lose the other, and a resync", sa, sb)
+	}
 }
