@@ -18,6 +18,9 @@
 //		                         shard i's ackQueue.Confirmed (its mutex) -> one Post
 //		any goroutine ─────────▶ shard.gaps (gapBook): refused handoffs per
 //		                                 address, under its mutex; drained by its loop
+//		presence goroutine ────▶ the presence tracker (presence.go, tracker.go):
+//		                                 rooms with local members -> user -> instances;
+//		                                 loops only mark pairs dirty and post queries
 //
 //	  - A shard and the clients on it are touched only by their event loop:
 //	    Handler callbacks and the tasks posted to that loop (deliverTask,

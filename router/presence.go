@@ -206,7 +206,8 @@ func (r *Router) startPresence() {
 	}
 }
 
-// closePresence stops the presence goroutine.
+// closePresence sends the pending leaves and stops the presence goroutine
+// (before the backplane closes).
 func (r *Router) closePresence() {
 	if r.pres != nil && r.pres.started {
 		r.pres.stop.Do(func() { close(r.pres.done) })
@@ -292,6 +293,9 @@ func (ps *presenceService) run() {
 	for {
 		select {
 		case <-ps.done:
+			// Closing (after the engine stopped): the connections' leaves
+			// go out now, so the others need not wait for the timeout.
+			ps.applyDirty()
 			return
 		case <-ps.kick:
 			ps.applyDirty()

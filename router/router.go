@@ -198,9 +198,8 @@ func (r *Router) Close() error {
 		r.upq.close(5 * time.Second)
 	}
 	if r.opts.Backplane != nil {
-		err := r.opts.Backplane.Close()
-		r.closePresence()
-		return err
+		r.closePresence() // sends the last leaves first (presence.go)
+		return r.opts.Backplane.Close()
 	}
 	return nil
 }
