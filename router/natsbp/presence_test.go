@@ -1,10 +1,13 @@
 package natsbp
 
 import (
+	"fmt"
 	"net"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/wsgate/wsgate/router"
 )
@@ -223,5 +226,50 @@ func TestPresencePartitionHeals(t *testing.T) {
 	sa, sb := a.router.PresenceStats(), b.router.PresenceStats()
 	if sa.InstancesLost == 0 || sb.InstancesLost == 0 || sa.Resyncs+sb.Resyncs == 0 {
 		t.Fatalf("stats %+v %+v: want each to lose the other, and a resync", sa, sb)
+	}
+}
+
+// A presence message above the server's max payload is refused (and
+// counted), never cut; a full chunk of state transfer (the tracker's
+// bound: 128 KiB of names) and a capped answer (5000 names of 128 bytes)
+// fit.
+func TestPresenceMessageSizeBound(t *testing.T) {
+	ns := startNATS(t, 0)
+	a := presenceInstance(t, "a", Options{URLs: []string{ns.ClientURL()}})
+	watch, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	sub, err := watch.SubscribeSync("gw.pres.big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(n int) *router.PresenceMsg {
+		m := &router.PresenceMsg{Type: router.PresenceState, Room: "big", From: "a", Inc: 1, Last: true}
+		for i := range n {
+			m.Entries = append(m.Entries, router.PresenceEntry{User: fmt.Sprintf("%0128d", i), Conns: 1})
+		}
+		return m
+	}
+	for _, n := range []int{128 << 10 / 128, router.MaxPresenceMaxUsers} {
+		if err := a.bp.SendPresence(msg(n), ""); err != nil {
+			t.Fatalf("%d names: %v", n, err)
+		}
+		got, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%d names: %v", n, err)
+		}
+		t.Logf("%d names of 128 bytes: %d bytes (max payload %d)", n, len(got.Data), a.bp.Conn().MaxPayload())
+	}
+	over := int(a.bp.Conn().MaxPayload()/128) + 1 // more names than the max payload holds
+	if err := a.bp.SendPresence(msg(over), ""); err == nil {
+		t.Fatalf("a presence message of %d names of 128 bytes was sent", over)
+	}
+	if s := a.bp.PresenceStats(); s.TooLarge != 1 {
+		t.Fatalf("stats %+v, want one too large", s)
 	}
 }
