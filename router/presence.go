@@ -290,6 +290,7 @@ func (ps *presenceService) run() {
 	t := time.NewTicker(ps.tick)
 	defer t.Stop()
 	ps.epoch = ps.tp.PresenceEpoch()
+	ps.hello()
 	for {
 		select {
 		case <-ps.done:
@@ -377,6 +378,11 @@ func (ps *presenceService) transfer(room string, initial bool) {
 	}
 }
 
+// hello announces this instance's incarnation to every instance.
+func (ps *presenceService) hello() {
+	ps.send(&PresenceMsg{Type: PresenceHello, From: ps.r.opts.InstanceID, Inc: ps.tr.inc}, "")
+}
+
 // send sends m; a message about a tracked room that could not go out
 // (NATS down) makes the room's state go out again on a later tick.
 func (ps *presenceService) send(m *PresenceMsg, to string) {
@@ -396,6 +402,8 @@ func (ps *presenceService) send(m *PresenceMsg, to string) {
 func (ps *presenceService) handle(m *PresenceMsg) {
 	t := now()
 	switch m.Type {
+	case PresenceHello:
+		ps.tr.applyHello(m, t)
 	case PresenceDelta:
 		ps.tr.applyDelta(m, t)
 	case PresenceState:
@@ -480,6 +488,7 @@ func (ps *presenceService) periodic() {
 	if e := ps.tp.PresenceEpoch(); e != ps.epoch {
 		ps.epoch = e
 		resyncAll = true // our connection was replaced: messages may be lost
+		ps.hello()
 	}
 	ps.resyncMu.Lock()
 	rooms := ps.resyncs

@@ -53,7 +53,8 @@ func (b *hubBackplane) SendPresence(m *PresenceMsg, to string) error {
 		if mem == b.me || mem.presence.in == nil {
 			continue
 		}
-		if (to == "" && mem.presence.rooms[m.Room]) || (to != "" && id == to) {
+		hello := m.Type == PresenceHello && to == ""
+		if hello || (to == "" && mem.presence.rooms[m.Room]) || (to != "" && id == to) {
 			targets = append(targets, mem.presence.in)
 		}
 	}

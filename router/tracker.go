@@ -45,6 +45,11 @@ const (
 	PresenceView
 	// PresenceNone: the transport says nobody answered a query or ask.
 	PresenceNone
+	// PresenceHello: an instance announces its incarnation to every
+	// instance (at start and after a reconnect), so that a restart under
+	// the same id replaces the old incarnation's holdings even where the
+	// new one has no members.
+	PresenceHello
 )
 
 // PresenceMsg is one message between presence trackers.
@@ -322,6 +327,13 @@ func (t *tracker) known(m *PresenceMsg, now int64) bool {
 	}
 	in.inc, in.heard = m.Inc, now
 	return true
+}
+
+// applyHello notes another instance's incarnation (known does the work).
+func (t *tracker) applyHello(m *PresenceMsg, now int64) {
+	if m.From != t.self {
+		t.known(m, now)
+	}
 }
 
 // applyDelta applies another instance's delta. A message out of sequence

@@ -11,6 +11,8 @@ package natsbp
 //     members there): TrackRoom, called from the router's presence
 //     goroutine, which owns these subscriptions. NoEcho keeps an instance
 //     from hearing itself.
+//   - <p>.pres-inst: every instance's incarnation (PresenceHello), at start
+//     and after each reconnect, which every instance subscribes to.
 //   - <inbox>.<token>: answers to this instance's asks (a state transfer
 //     with Ask) and queries; the token is the ask's. A query nobody tracks
 //     gets NATS's no-responders status, which becomes PresenceNone.
@@ -56,6 +58,7 @@ type presence struct {
 	ch     chan *nats.Msg
 	rooms  map[string]*nats.Subscription // owned by the router's presence goroutine
 	inboxS *nats.Subscription
+	helloS *nats.Subscription
 
 	sent, received, decodeErrors, slowDrops, tooLarge atomic.Uint64
 	nRooms                                            atomic.Int64
@@ -87,6 +90,9 @@ func (b *Backplane) startPresence() error {
 		return fmt.Errorf("natsbp: presence inbox: %w", err)
 	}
 	p.inboxS = sub
+	if p.helloS, err = b.nc.ChanSubscribe(p.helloSubject(), p.ch); err != nil {
+		return fmt.Errorf("natsbp: presence hello: %w", err)
+	}
 	b.pres = p
 	b.wg.Add(1)
 	go p.receive(b.presIn)
@@ -96,8 +102,12 @@ func (b *Backplane) startPresence() error {
 // isPresenceSub reports whether sub is one of presence's (slow consumer
 // accounting: its drops are presence's, repaired by a full transfer).
 func (b *Backplane) isPresenceSub(sub *nats.Subscription) bool {
-	return b.pres != nil && sub != nil && (sub == b.pres.inboxS || strings.HasPrefix(sub.Subject, b.pres.prefix))
+	return b.pres != nil && sub != nil && (sub == b.pres.inboxS || sub == b.pres.helloS || strings.HasPrefix(sub.Subject, b.pres.prefix))
 }
+
+// helloSubject carries every instance's incarnation (PresenceHello): its
+// second token is not "pres", so no room's subject can be it.
+func (p *presence) helloSubject() string { return strings.TrimSuffix(p.prefix, ".pres.") + ".pres-inst" }
 
 // presenceSlow counts a slow-consumer episode of a presence subscription.
 func (b *Backplane) presenceSlow() { b.pres.slowDrops.Add(1) }
@@ -168,7 +178,9 @@ func (b *Backplane) SendPresence(m *router.PresenceMsg, to string) error {
 		return fmt.Errorf("natsbp: presence message of %d bytes is above the max payload %d", len(data), max)
 	}
 	subject, reply := to, ""
-	if to == "" {
+	if to == "" && m.Type == router.PresenceHello {
+		subject = p.helloSubject()
+	} else if to == "" {
 		subject = p.prefix + m.Room
 		if m.Type == router.PresenceQuery || (m.Type == router.PresenceState && m.Ask) {
 			reply = p.inbox + strconv.FormatUint(m.Query, 36)

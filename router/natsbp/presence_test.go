@@ -273,3 +273,29 @@ func TestPresenceMessageSizeBound(t *testing.T) {
 		t.Fatalf("stats %+v, want one too large", s)
 	}
 }
+
+// An instance that crashes and comes back under the same id within the
+// instance timeout (its heartbeats never stop long enough to drop it)
+// announces its new incarnation: the old one's users leave (after the
+// grace) although the new one has no members in the room.
+func TestPresenceRestartSameID(t *testing.T) {
+	ns := startNATS(t, 0)
+	o := Options{URLs: []string{ns.ClientURL()}, InstanceTimeout: 3 * time.Second}
+	a := presenceInstance(t, "a", o)
+	c := presenceInstance(t, "c", o)
+	alice, erin := a.dial("alice"), c.dial("erin")
+	alice.join("lobby")
+	erin.join("lobby")
+	alice.eventuallyPresence("lobby", "alice", "erin")
+	c.bp.Conn().Close() // a crash, as the others see it: no leaves sent
+	start := time.Now()
+	presenceInstance(t, "c", o)
+	if m := alice.expectPastEvents("user:left"); m["user"] != "erin" {
+		t.Fatalf("%v, want user:left erin", m)
+	}
+	took := time.Since(start)
+	t.Logf("the old incarnation's user left %v after the restart (instance timeout 3s)", took)
+	if s := a.router.PresenceStats(); s.InstancesLost != 0 {
+		t.Fatalf("stats %+v: c was dropped as lost, not replaced by its new incarnation", s)
+	}
+}
