@@ -107,7 +107,9 @@ func (b *Backplane) isPresenceSub(sub *nats.Subscription) bool {
 
 // helloSubject carries every instance's incarnation (PresenceHello): its
 // second token is not "pres", so no room's subject can be it.
-func (p *presence) helloSubject() string { return strings.TrimSuffix(p.prefix, ".pres.") + ".pres-inst" }
+func (p *presence) helloSubject() string {
+	return strings.TrimSuffix(p.prefix, ".pres.") + ".pres-inst"
+}
 
 // presenceSlow counts a slow-consumer episode of a presence subscription.
 func (b *Backplane) presenceSlow() { b.pres.slowDrops.Add(1) }
