@@ -10,7 +10,7 @@
 // always to <p>.all, so NATS carries one message per interested instance.
 // History mode (history.go) keeps room messages in JetStream and delivers
 // them from <p>.live.room.<room>; presence (presence.go) carries the
-// replicated trackers' messages on <p>.pres.<room>; client `rpc` requests go to
+// replicated trackers' messages on <p>.pres.<room> and <p>.pres-inst; client `rpc` requests go to
 // services on <p>.rpc.<method> (rpc.go); instances heartbeat on <p>.inst.hb
 // (health.go).
 //
