@@ -157,6 +157,7 @@ type presenceService struct {
 	queries map[uint64]*pendingQuery
 	nextQ   uint64
 	lost    map[string]int64 // instances dropped as lost, when
+	vacated map[string]bool  // untracked rooms whose last delta did not go out
 	epoch   uint64
 
 	rooms, pairs                                       atomic.Int64
@@ -190,7 +191,7 @@ func (r *Router) bindPresence() {
 		tr:    newTracker(r.opts.InstanceID, uint64(time.Now().UnixNano()), int64(grace)),
 		dirty: map[roomUser]uint64{}, kick: make(chan struct{}, 1),
 		in: make(chan presenceInput, 1<<16), maxBytes: int64(r.opts.PresenceQueueBytes),
-		resyncs: map[string]bool{}, queries: map[uint64]*pendingQuery{}, lost: map[string]int64{},
+		resyncs: map[string]bool{}, queries: map[uint64]*pendingQuery{}, lost: map[string]int64{}, vacated: map[string]bool{},
 		done: make(chan struct{}),
 	}
 	tp.ServeTracker(ps.deliver)
@@ -354,8 +355,8 @@ func (ps *presenceService) applyDirty() {
 			ps.transfer(k.room, true) // includes this delta
 			continue
 		}
-		if delta != nil {
-			ps.send(delta, "")
+		if delta != nil && !ps.send(delta, "") && ended && len(ps.vacated) < maxPresenceDirty {
+			ps.vacated[k.room] = true // tell the others again that we left it
 		}
 		if ended {
 			if err := ps.tp.TrackRoom(k.room, false); err != nil {
@@ -385,7 +386,7 @@ func (ps *presenceService) hello() {
 
 // send sends m; a message about a tracked room that could not go out
 // (NATS down) makes the room's state go out again on a later tick.
-func (ps *presenceService) send(m *PresenceMsg, to string) {
+func (ps *presenceService) send(m *PresenceMsg, to string) bool {
 	if err := ps.tp.SendPresence(m, to); err != nil {
 		ps.sendErr.Add(1)
 		if m.Type == PresenceDelta || m.Type == PresenceState {
@@ -393,9 +394,31 @@ func (ps *presenceService) send(m *PresenceMsg, to string) {
 			ps.resyncs[m.Room] = true
 			ps.resyncMu.Unlock()
 		}
-		return
+		return false
 	}
 	ps.sent.Add(1)
+	return true
+}
+
+// resendVacated tells the others again that this instance holds nothing
+// in the rooms whose last delta could not go out (an empty state under a
+// fresh epoch replaces what they keep of ours): without it, a peer that
+// never lost our heartbeat would keep our last users there.
+func (ps *presenceService) resendVacated() {
+	for room := range ps.vacated {
+		if ps.tr.tracked(room) {
+			delete(ps.vacated, room) // tracked again: its transfers cover it
+			continue
+		}
+		ps.tr.epochs++
+		m := &PresenceMsg{Type: PresenceState, Room: room, From: ps.r.opts.InstanceID, Inc: ps.tr.inc, Epoch: ps.tr.epochs, Last: true}
+		if err := ps.tp.SendPresence(m, ""); err != nil {
+			ps.sendErr.Add(1)
+			return // still down: next tick
+		}
+		ps.sent.Add(1)
+		delete(ps.vacated, room)
+	}
 }
 
 // handle applies one message from another instance.
@@ -509,6 +532,7 @@ func (ps *presenceService) periodic() {
 			ps.transfer(room, false)
 		}
 	}
+	ps.resendVacated()
 	for q, p := range ps.queries {
 		if t <= p.deadline {
 			continue

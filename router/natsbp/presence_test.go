@@ -299,3 +299,38 @@ func TestPresenceRestartSameID(t *testing.T) {
 		t.Fatalf("stats %+v: c was dropped as lost, not replaced by its new incarnation", s)
 	}
 }
+
+// A user who leaves while its instance is cut off from NATS for less than
+// the instance timeout: the leave could not go out, the instance is not
+// dropped (its heartbeats resume), and it no longer tracks the room; it
+// tells the others once NATS is back.
+func TestPresenceLeaveDuringOutage(t *testing.T) {
+	ns := startNATS(t, 0)
+	o := Options{URLs: []string{ns.ClientURL()}, InstanceTimeout: 10 * time.Second}
+	a := presenceInstance(t, "a", o)
+	b := presenceInstance(t, "b", o)
+	alice, bob := a.dial("alice"), b.dial("bob")
+	alice.join("lobby")
+	bob.join("lobby")
+	alice.expectPastEvents("user:joined")
+	port := ns.Addr().(*net.TCPAddr).Port
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.router.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("b still ready without NATS")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	bob.send(`{"type":"leave","room":"lobby"}`)
+	bob.expectPastGapOrEvents("left")
+	startNATS(t, port)
+	if m := alice.expectPastGapOrEvents("user:left"); m["user"] != "bob" {
+		t.Fatalf("%v, want user:left bob", m)
+	}
+	alice.eventuallyPresence("lobby", "alice")
+	if s := a.router.PresenceStats(); s.InstancesLost != 0 {
+		t.Fatalf("stats %+v: b was dropped as lost; this test is about the resent leave", s)
+	}
+}
