@@ -373,6 +373,8 @@ func (ps *presenceService) transfer(room string, initial bool) {
 	q := ps.nextQ
 	if initial {
 		ps.tr.markSilent(room, q)
+	} else {
+		ps.tr.beginConfirm(room, q, now()+int64(ps.timeout))
 	}
 	for _, m := range ps.tr.ownState(room, true, q, presenceChunkEntries, presenceChunkBytes) {
 		ps.send(m, "")
@@ -494,6 +496,7 @@ func (ps *presenceService) answer(a *presenceAsk) {
 func (ps *presenceService) periodic() {
 	t := now()
 	ps.tr.expire(t)
+	ps.tr.endConfirms(t)
 	for _, id := range ps.tr.silentPeers(t-int64(ps.timeout), ps.tp.PeerAlive) {
 		ps.tr.dropInstance(id, t, false)
 		ps.lost[id] = t

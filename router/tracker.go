@@ -116,6 +116,13 @@ type trackRoom struct {
 	partial    map[string][]PresenceEntry
 	silent     uint64 // the initial ask's token: its answers tell no events
 
+	// A resync's confirmation round: instances that neither answer the
+	// ask (token confirmQ) nor send a delta by confirmBy no longer track
+	// the room, and what they held there goes (their leave was lost).
+	confirmQ  uint64
+	confirmBy int64
+	confirmed map[string]bool
+
 	sorted   []string // present users, sorted; valid while sortedOK
 	sortedOK bool
 }
@@ -357,6 +364,9 @@ func (t *tracker) applyDelta(m *PresenceMsg, now int64) {
 		t.resync[m.Room] = true
 	}
 	p.seq = m.Seq
+	if rm.confirmBy != 0 {
+		rm.confirmed[m.From] = true // it still tracks the room
+	}
 	for _, e := range m.Entries {
 		t.set(rm, m.Room, e.User, m.From, e.Conns, 0, now, true, false)
 	}
@@ -387,6 +397,9 @@ func (t *tracker) applyState(m *PresenceMsg, now int64) {
 		return // a delta newer than this state was applied already
 	}
 	rm.peers[m.From] = &roomPeer{inc: m.Inc, epoch: m.Epoch, seq: m.Seq}
+	if rm.confirmBy != 0 {
+		rm.confirmed[m.From] = true // it still tracks the room
+	}
 	// An answer (no Ask) to this instance's initial ask: tokens are this
 	// instance's own, and a state with Ask is another instance's question.
 	silent := !m.Ask && m.Query != 0 && m.Query == rm.silent
@@ -402,6 +415,36 @@ func (t *tracker) applyState(m *PresenceMsg, now int64) {
 		if slices.ContainsFunc(u.holders, func(h trackHolder) bool { return h.inst == m.From }) {
 			t.set(rm, m.Room, user, m.From, 0, 0, now, true, silent)
 		}
+	}
+}
+
+// beginConfirm starts a confirmation round for the room's resync ask q:
+// see trackRoom.confirmQ.
+func (t *tracker) beginConfirm(room string, q uint64, deadline int64) {
+	if rm := t.rooms[room]; rm != nil {
+		rm.confirmQ, rm.confirmBy, rm.confirmed = q, deadline, map[string]bool{}
+	}
+}
+
+// endConfirms ends the confirmation rounds due by now: the holdings of
+// instances that did not confirm go, with the grace.
+func (t *tracker) endConfirms(now int64) {
+	for room, rm := range t.rooms {
+		if rm.confirmBy == 0 || now < rm.confirmBy {
+			continue
+		}
+		for user, u := range rm.users {
+			var gone []string
+			for _, h := range u.holders {
+				if h.inst != t.self && !rm.confirmed[h.inst] {
+					gone = append(gone, h.inst)
+				}
+			}
+			for _, inst := range gone {
+				t.set(rm, room, user, inst, 0, 0, now, true, false)
+			}
+		}
+		rm.confirmQ, rm.confirmBy, rm.confirmed = 0, 0, nil
 	}
 }
 

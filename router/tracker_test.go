@@ -85,6 +85,7 @@ func (n *trackNet) advance(d int64) {
 	n.now += d
 	for _, tr := range n.trs {
 		tr.expire(n.now)
+		tr.endConfirms(n.now)
 	}
 	n.collect()
 }
@@ -357,4 +358,36 @@ func BenchmarkTrackerPresence100k(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A resync's confirmation round: an instance that neither answers nor
+// sends a delta by the deadline no longer tracks the room (its leave was
+// lost), and what it held there goes; those that answer keep theirs.
+func TestTrackerResyncConfirms(t *testing.T) {
+	n := newTrackNet(t, "a", "b", "c")
+	n.set("a", "r", "watcher", 1)
+	n.set("b", "r", "x", 1)
+	n.set("c", "r", "y", 1)
+	a := n.trs["a"]
+	// b's last user leaves and its delta is lost: b stops tracking r.
+	if _, _, ended := n.trs["b"].setLocal("r", "x", 0, 0, n.now); !ended {
+		t.Fatal("b still tracks r")
+	}
+	n.events["a"] = nil
+	a.beginConfirm("r", 50, n.now+10)
+	for _, m := range n.trs["c"].ownState("r", false, 50, 10, 1<<20) { // c answers
+		a.applyState(m, n.now)
+	}
+	wantA := func(want ...string) {
+		t.Helper()
+		if got, _ := a.users("r", 0); !reflect.DeepEqual(got, want) {
+			t.Fatalf("a: %v, want %v", got, want)
+		}
+	}
+	n.advance(5)
+	wantA("watcher", "x", "y") // not yet due
+	n.advance(10)
+	wantA("watcher", "y")
+	n.advance(testGrace + 1)
+	n.wantEvents("a", "r left x")
 }
