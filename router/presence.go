@@ -128,6 +128,8 @@ type presenceAnswer struct {
 // pendingQuery is a query of an untracked room waiting for its answer.
 type pendingQuery struct {
 	ask      *presenceAsk
+	msg      *PresenceMsg // the query, sent again while unanswered
+	sentAt   int64
 	deadline int64
 	sawNone  bool // an instance answered that it does not track the room
 }
@@ -479,9 +481,10 @@ func (ps *presenceService) answer(a *presenceAsk) {
 	ps.queryCount.Add(1)
 	ps.nextQ++
 	q := ps.nextQ
-	ps.queries[q] = &pendingQuery{ask: a, deadline: now() + int64(min(ps.timeout, DefaultControlTimeout/2))}
-	if err := ps.tp.SendPresence(&PresenceMsg{Type: PresenceQuery, Room: a.room, From: ps.r.opts.InstanceID,
-		Inc: ps.tr.inc, Query: q, Limit: a.limit}, ""); err != nil {
+	m := &PresenceMsg{Type: PresenceQuery, Room: a.room, From: ps.r.opts.InstanceID, Inc: ps.tr.inc, Query: q, Limit: a.limit}
+	t := now()
+	ps.queries[q] = &pendingQuery{ask: a, msg: m, sentAt: t, deadline: t + int64(ps.timeout)}
+	if err := ps.tp.SendPresence(m, ""); err != nil {
 		delete(ps.queries, q)
 		ps.sendErr.Add(1)
 		ps.queryFail.Add(1)
@@ -538,6 +541,14 @@ func (ps *presenceService) periodic() {
 	ps.resendVacated()
 	for q, p := range ps.queries {
 		if t <= p.deadline {
+			// Unanswered: ask again. An instance that was just
+			// unsubscribing may have swallowed it (the server still
+			// counted it, so NATS said no "no responders"). Answers to
+			// either copy share the token; the first one wins.
+			if !p.sawNone && t-p.sentAt >= int64(2*ps.tick) && ps.tp.SendPresence(p.msg, "") == nil {
+				p.sentAt = t
+				ps.sent.Add(1)
+			}
 			continue
 		}
 		delete(ps.queries, q)
@@ -660,7 +671,7 @@ func (r *Router) presenceControl(op, room string) (presenceAnswer, error) {
 	if !r.pres.ask(&presenceAsk{room: room, limit: limit, reply: func(a presenceAnswer) { done <- a }}) {
 		return presenceAnswer{}, errControlUnavailable
 	}
-	t := time.NewTimer(DefaultControlTimeout)
+	t := time.NewTimer(r.pres.timeout + DefaultControlTimeout) // past the query's own deadline
 	defer t.Stop()
 	select {
 	case a := <-done:
