@@ -32,6 +32,8 @@ export interface ClientOptions {
   backoffMaxMs?: number;
   /** Refresh the token this long before its exp, at most half its remaining life (default 30000). */
   refreshMarginMs?: number;
+  /** Refresh from the token function before exp and on token_expired (default true); 4011 reconnects either way. */
+  autoRefresh?: boolean;
   /** Message ids remembered to drop duplicates (default 2048). */
   dedupeSize?: number;
   /** Requests that may wait for a (re)connection (default 1000). */

@@ -239,6 +239,7 @@ const DEFAULTS = {
   backoffBaseMs: 250,
   backoffMaxMs: 10000,
   refreshMarginMs: 30000,    // refresh a token this long before its exp (at most half its life)
+  autoRefresh: true,         // refresh from the token function before exp and on token_expired
   dedupeSize: 2048,          // message ids remembered to drop duplicates
   maxQueued: 1000,           // requests waiting for a connection
 };
@@ -566,7 +567,7 @@ export class Client {
         return;
       case "token_expired":
         this.emit("token_expired", m);
-        this.refresh().catch((e) => this.emit("error", e));
+        if (this.opts.autoRefresh && typeof this.opts.token === "function") this.refresh().catch((e) => this.emit("error", e));
         return;
       case "refreshed":
         this.exp = m.exp || 0;
@@ -686,7 +687,7 @@ export class Client {
   scheduleRefresh() {
     clearTimeout(this.timers.refresh);
     this.timers.refresh = null;
-    if (!this.exp || typeof this.opts.token !== "function") return;
+    if (!this.exp || !this.opts.autoRefresh || typeof this.opts.token !== "function") return;
     const left = this.exp * 1000 - Date.now();
     const margin = Math.min(this.opts.refreshMarginMs, Math.max(0, left / 2));
     this.timers.refresh = setTimeout(() => {
