@@ -414,7 +414,10 @@ export class Client {
   }
 
   detach(ws) {
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    // Not null: Node's ws emits "error" when a socket still connecting is
+    // closed, and an EventEmitter error without a listener throws.
+    ws.onerror = () => {};
   }
 
   // lost handles the end of the current socket.

@@ -212,3 +212,22 @@ test("token refresh before exp, no reconnect", async (t) => {
   assert.equal(c.conn, info.conn);
   assert.ok(calls >= 2);
 });
+
+test("4011: a token not refreshed in time closes, the token function is called again, reconnect", async (t) => {
+  const gw = await startGateway(build.bin, ["-nats-listen", "-", "-token-grace", "200ms"]);
+  t.after(() => { closeAll(); return gw.kill("SIGKILL"); });
+  let calls = 0;
+  // autoRefresh off: the client lets the token lapse, as one whose token
+  // function failed to refresh in time would.
+  const c = client(gw, "frank", { token: () => { calls++; return token("frank", {}, calls === 1 ? 1 : 3600); }, autoRefresh: false, backoffBaseMs: 20 });
+  const expired = collect(c, "token_expired");
+  await c.connect();
+  await c.join("lobby");
+  const [closed] = await nextEvent(c, "disconnected", 10000);
+  assert.equal(closed.code, 4011);
+  assert.equal(expired.length, 1);
+  const [again] = await nextEvent(c, "connected", 10000);
+  assert.equal(again.reconnected, true);
+  assert.equal(calls, 2);
+  assert.deepEqual(await c.presence("lobby"), ["frank"], "re-joined with the fresh token");
+});
