@@ -124,6 +124,10 @@ export declare class Client {
   readonly exp: number;
   readonly lastClose: { code: number; reason: string } | null;
   readonly lastError: WsgateError | null;
+  /** Rooms the client is in (re-joined after reconnects) and the last seq seen in each. */
+  readonly rooms: ReadonlyMap<string, { seq?: number }>;
+  /** Channels the client subscribed (re-subscribed after reconnects). */
+  readonly channels: ReadonlySet<string>;
 
   /** Starts the client; resolves on the first auth:ok, rejects when it stops for good. */
   connect(): Promise<AuthInfo>;

@@ -231,3 +231,18 @@ test("4011: a token not refreshed in time closes, the token function is called a
   assert.equal(calls, 2);
   assert.deepEqual(await c.presence("lobby"), ["frank"], "re-joined with the fresh token");
 });
+
+test("keepalive: pings keep an idle client connected; without them the gateway closes 4010", async (t) => {
+  const gw = await startGateway(build.bin, ["-nats-listen", "-", "-idle-timeout", "1s"]);
+  t.after(() => { closeAll(); return gw.kill("SIGKILL"); });
+  const pinging = client(gw, "gina", { pingIntervalMs: 250 });
+  const silent = client(gw, "hank", { pingIntervalMs: 0 });
+  const pingingDrops = collect(pinging, "disconnected");
+  await Promise.all([pinging.connect(), silent.connect()]);
+  const [closed] = await nextEvent(silent, "disconnected", 10000);
+  assert.equal(closed.code, 4010);
+  // The silent one connected at the same time and was closed for idling;
+  // the pinging one, idle just as long, is still on its first connection.
+  assert.equal(pingingDrops.length, 0);
+  assert.equal(pinging.state, "connected");
+});

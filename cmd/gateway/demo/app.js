@@ -163,17 +163,18 @@ function start() {
     demo.connects++;
     if (e.reconnected) demo.reconnects++;
     log("authenticated as " + e.user + " on " + e.instance + "; token expires " + expText(e.exp));
-    if (!e.reconnected) {
+    // The library re-joins (and resumes) rooms it had joined; the room is
+    // joined here the first time, or when an earlier join was cut short.
+    if (!c.rooms.has(demo.room)) {
       c.join(demo.room).then(() => {
         setState("joined", demo.user + " in " + demo.room);
         addLine("", "joined " + demo.room, "sys");
         loadPresence();
       }, (err) => {
         demo.errors.push(err.message);
-        addLine("", "could not join " + demo.room + ": " + err.message, "sys");
+        if (err.code !== "disconnected") addLine("", "could not join " + demo.room + ": " + err.message, "sys");
       });
     } else {
-      // The library re-joined and resumed the room already.
       setState("joined", demo.user + " in " + demo.room);
       addLine("", "reconnected to " + demo.room, "sys");
       loadPresence();
