@@ -120,13 +120,41 @@ function refresh() {
   return true;
 }
 
+// Presence is one snapshot (the `presence` reply) kept live by user:joined
+// and user:left. The snapshot may be older than an event that arrives
+// before it, so the events seen while a query is in flight are applied
+// again on top of it: for each user the latest event wins.
+const presenceLogs = new Set();
+
+function applyPresence(e) {
+  if (e.type === "user:joined") {
+    if (!demo.presence.includes(e.user)) demo.presence.push(e.user);
+  } else {
+    demo.presence = demo.presence.filter((u) => u !== e.user);
+  }
+}
+
 async function loadPresence() {
+  const events = [];
+  presenceLogs.add(events);
   try {
-    demo.presence = await client.presence(demo.room);
+    const users = await client.presence(demo.room);
+    demo.presence = users.slice();
+    for (const e of events) applyPresence(e);
     renderPresence();
   } catch (e) {
     log("presence: " + e.message);
+  } finally {
+    presenceLogs.delete(events);
   }
+}
+
+function onPresenceEvent(e) {
+  if (e.room !== demo.room) return;
+  applyPresence(e);
+  for (const events of presenceLogs) events.push(e);
+  renderPresence();
+  addLine("", e.user + (e.type === "user:joined" ? " joined" : " left"), "sys");
 }
 
 function start() {
@@ -184,18 +212,7 @@ function start() {
     demo.messages.push({ room: m.room, from: m.from, text: textOf(m.data), id: m.id, seq: m.seq });
     addLine(m.from || "service", textOf(m.data));
   });
-  c.on("user:joined", (e) => {
-    if (e.room !== demo.room) return;
-    if (!demo.presence.includes(e.user)) demo.presence.push(e.user);
-    renderPresence();
-    addLine("", e.user + " joined", "sys");
-  });
-  c.on("user:left", (e) => {
-    if (e.room !== demo.room) return;
-    demo.presence = demo.presence.filter((u) => u !== e.user);
-    renderPresence();
-    addLine("", e.user + " left", "sys");
-  });
+  c.on("presence", onPresenceEvent); // user:joined and user:left, in order
   c.on("gap", (e) => {
     addLine("", e.recovered === false ? "some messages were too old to recover"
       : (e.dropped ? e.dropped + " messages were dropped" : "messages may be missing (" + (e.reason || "gap") + ")"), "sys");
