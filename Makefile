@@ -9,24 +9,24 @@ FUZZTIME  ?= 30000x
 FUZZLONG  ?= 2m
 BIN       := bin
 
-.PHONY: all build run test vet unit alloc faults faults-short fuzz-short fuzz deps bench bench-full conformance lint clean
+.PHONY: all build run test vet unit alloc js-test faults faults-short fuzz-short fuzz deps bench bench-full conformance lint clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## run: start a working gateway on :8080 (admin on 127.0.0.1:9090)
+## run: start a working gateway on :8080 (admin on 127.0.0.1:9090, demo chat at /demo/) with live presence and history
 run:
-	$(GO) run ./cmd/gateway -dev
+	$(GO) run ./cmd/gateway -dev -presence-events -history
 
-## test: vet, race-enabled tests, allocation tests without -race, the fault suite at reduced size, short fuzz runs (what CI runs)
-test: deps vet unit alloc faults-short fuzz-short
+## test: vet, race-enabled tests, allocation tests without -race, the JavaScript client's tests, the fault suite at reduced size, short fuzz runs (what CI runs)
+test: deps vet unit alloc js-test faults-short fuzz-short
 
 # A failed install is not fatal here: the browser tests then skip, saying so
 # (CI sets BROWSERTEST_REQUIRE=1, which turns that skip into a failure).
 deps:
-	@bash scripts/install-deps.sh || echo "make: could not install Chromium; the browser tests will skip" >&2
+	@bash scripts/install-deps.sh || echo "make: could not install Chromium or Node.js; the browser tests will skip, make js-test needs node and npm" >&2
 
 vet:
 	$(GO) vet $(PKGS)
@@ -48,6 +48,10 @@ faults-short:
 # drops items on purpose; this pass runs them without it.
 alloc:
 	$(GO) test -count=1 -run 'Allocs' ./frame/... ./wire/... ./engine/... ./router/...
+
+## js-test: the JavaScript client library (clients/js) with Node's test runner against a real gateway it builds; npm ci installs its test dependency (ws) from package-lock.json
+js-test:
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 # Each fuzz target runs briefly so CI catches regressions in the parsers;
 # `make fuzz FUZZLONG=5m` digs deeper.

@@ -31,6 +31,7 @@ type pendingAck struct {
 	seq       uint64
 	cl        *client
 	id        []byte // the client's message id (may be empty: errors are still told)
+	mid       []byte // the gateway message id the receivers see, for the ack
 	send      bool   // a `send`: the ack carries delivered and remote
 	delivered int
 }
@@ -62,7 +63,7 @@ func (q *ackQueue) next() uint64 { return q.seq + 1 }
 
 // push records a published message (after the backplane accepted it, so
 // its settlement cannot have run yet: that needs this loop).
-func (q *ackQueue) push(cl *client, id []byte, send bool, delivered int) {
+func (q *ackQueue) push(cl *client, id, mid []byte, send bool, delivered int) {
 	q.seq++
 	if q.n == len(q.ring) {
 		q.grow()
@@ -70,6 +71,7 @@ func (q *ackQueue) push(cl *client, id []byte, send bool, delivered int) {
 	p := &q.ring[(q.head+q.n)&(len(q.ring)-1)]
 	p.seq, p.cl, p.send, p.delivered = q.seq, cl, send, delivered
 	p.id = append(p.id[:0], id...)
+	p.mid = append(p.mid[:0], mid...)
 	q.n++
 }
 
@@ -141,7 +143,7 @@ func (q *ackQueue) settle(upTo uint64, err error) {
 		case p.send:
 			s.out = cl.codec.AppendSendAck(s.out[:0], p.id, p.delivered, true)
 		default:
-			s.out = cl.codec.AppendAck(s.out[:0], p.id)
+			s.out = cl.codec.AppendAck(s.out[:0], p.id, p.mid, 0)
 		}
 		s.write(cl, s.out)
 	}

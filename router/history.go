@@ -160,8 +160,9 @@ func (r *Router) publishStored(cl *client, e *wire.Envelope, now time.Time) {
 		}
 	}
 	s.msgSeq++
+	mid := r.appendMessageID(nil, s) // the id the receivers see; the ack carries it with the seq
 	rm := &Remote{Kind: KindRoom, Name: string(e.Room), From: cl.user, TS: now.UnixMilli(), Priority: e.Priority,
-		ID: string(r.appendMessageID(nil, s)), Origin: r.opts.InstanceID, OriginConn: cl.conn.ID(), Data: e.Data, Filter: e.Filter}
+		ID: string(mid), Origin: r.opts.InstanceID, OriginConn: cl.conn.ID(), Data: e.Data, Filter: e.Filter}
 	if cl.codec != wire.CodecJSON {
 		var err error
 		if rm.Data, err = wire.Transcode(nil, e.Data, cl.codec, wire.CodecJSON); err != nil {
@@ -180,11 +181,11 @@ func (r *Router) publishStored(cl *client, e *wire.Envelope, now time.Time) {
 		clientID = append([]byte(nil), e.ID...)
 	}
 	loop := s.loop
-	err := r.hist.PublishStored(rm, func(_ uint64, err error) {
+	err := r.hist.PublishStored(rm, func(seq uint64, err error) {
 		if err == nil && clientID == nil {
 			return // nothing to say
 		}
-		loop.Post(engine.Task{Fn: storedAckTask, Arg: &storedAck{cl: cl, id: clientID, err: err}})
+		loop.Post(engine.Task{Fn: storedAckTask, Arg: &storedAck{cl: cl, id: clientID, mid: mid, seq: seq, err: err}})
 	})
 	if err != nil {
 		s.stats.BackplaneErrors++
@@ -195,6 +196,8 @@ func (r *Router) publishStored(cl *client, e *wire.Envelope, now time.Time) {
 type storedAck struct {
 	cl  *client
 	id  []byte
+	mid []byte // gateway message id
+	seq uint64 // the stream's sequence of the message
 	err error
 }
 
@@ -211,7 +214,7 @@ func storedAckTask(_ *engine.Loop, arg any) {
 		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeUnavailable, Message: "history store unavailable"}, a.id)
 		return
 	}
-	r.replyAck(cl, a.id)
+	r.replyAck(cl, a.id, a.mid, a.seq)
 }
 
 // publishServiceStored is PublishService for a room in history mode: it

@@ -631,8 +631,11 @@ func (r *Router) publish(cl *client, e *wire.Envelope, kind Kind, name []byte, n
 			r.replyError(cl, pe, e.ID)
 			return
 		}
-		s.acks.push(cl, e.ID, send, delivered)
+		s.acks.push(cl, e.ID, m.id, send, delivered)
 	}
+	// route releases the caller's reference; the ack below still needs m.id
+	// (its mid), so hold one more until it is written.
+	m.retain()
 	r.route(s, m)
 	switch {
 	case bp != nil || len(e.ID) == 0:
@@ -640,8 +643,9 @@ func (r *Router) publish(cl *client, e *wire.Envelope, kind Kind, name []byte, n
 		s.out = cl.codec.AppendSendAck(s.out[:0], e.ID, delivered, false)
 		s.write(cl, s.out)
 	default:
-		r.replyAck(cl, e.ID)
+		r.replyAck(cl, e.ID, m.id, 0)
 	}
+	m.release()
 }
 
 // toBackplane publishes m for the other instances, in JSON; acks is told
@@ -737,12 +741,14 @@ func (r *Router) PublishService(kind Kind, name string, data []byte, from string
 	return nil
 }
 
-func (r *Router) replyAck(cl *client, id []byte) {
+// replyAck answers a message or publish: mid is the gateway message id the
+// receivers see, seq its history sequence (0 = none).
+func (r *Router) replyAck(cl *client, id, mid []byte, seq uint64) {
 	if len(id) == 0 {
 		return
 	}
 	s := cl.shard
-	s.out = cl.codec.AppendAck(s.out[:0], id)
+	s.out = cl.codec.AppendAck(s.out[:0], id, mid, seq)
 	s.write(cl, s.out)
 }
 

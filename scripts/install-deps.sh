@@ -3,16 +3,17 @@
 # ones. Idempotent and quiet; `apt-get update` runs only when something must
 # be installed. Called by .ci/run and by `make test` setup.
 #
-#   scripts/install-deps.sh             # chromium (headless browser tests, internal/browsertest)
+#   scripts/install-deps.sh             # chromium (headless browser tests, internal/browsertest),
+#                                       # nodejs and npm (the JavaScript client's tests, make js-test)
 #   scripts/install-deps.sh --autobahn  # also Debian's Python runtime of
 #                                       # Autobahn|Testsuite (scripts/conformance.sh)
 #
 # Needs root (or sudo) and apt-get. Exits non-zero when an install fails;
 # without Chromium the browser tests skip (they fail only with
-# BROWSERTEST_REQUIRE=1).
+# BROWSERTEST_REQUIRE=1); without node and npm, make js-test fails.
 set -euo pipefail
 
-want=(chromium)
+want=(chromium nodejs npm)
 for arg in "$@"; do
 	case "$arg" in
 	--autobahn) want+=(python3-twisted python3-autobahn python3-txaio python3-jinja2) ;;
@@ -39,6 +40,13 @@ for p in "${want[@]}"; do
 			command -v chromium-browser google-chrome google-chrome-stable >/dev/null 2>&1; then
 			continue
 		fi
+	fi
+	# any node (18 or later) and npm on $PATH will do, however installed
+	if [[ "$p" == nodejs ]] && command -v node >/dev/null 2>&1; then
+		continue
+	fi
+	if [[ "$p" == npm ]] && command -v npm >/dev/null 2>&1; then
+		continue
 	fi
 	installed "$p" || missing+=("$p")
 done

@@ -157,7 +157,11 @@ func TestEnvelopeCodecReplies(t *testing.T) {
 		{name: "unsubscribed", enc: func(c Codec, d []byte) []byte {
 			return c.AppendSimple(d, ReplyUnsubscribed, "channel", []byte("p.b"), nil)
 		}, want: obj{"type": "unsubscribed", "channel": "p.b"}},
-		{name: "ack", enc: func(c Codec, d []byte) []byte { return c.AppendAck(d, id) }, want: obj{"type": "ack", "id": "c-1"}},
+		{name: "ack", enc: func(c Codec, d []byte) []byte { return c.AppendAck(d, id, nil, 0) }, want: obj{"type": "ack", "id": "c-1"}},
+		{name: "ack mid", enc: func(c Codec, d []byte) []byte { return c.AppendAck(d, id, []byte("gw-a-1-2"), 0) },
+			want: obj{"type": "ack", "id": "c-1", "mid": "gw-a-1-2"}},
+		{name: "ack mid seq", enc: func(c Codec, d []byte) []byte { return c.AppendAck(d, id, []byte("gw-a-1-2"), 1<<40) },
+			want: obj{"type": "ack", "id": "c-1", "mid": "gw-a-1-2", "seq": float64(1 << 40)}},
 		{name: "send ack", enc: func(c Codec, d []byte) []byte { return c.AppendSendAck(d, id, 3, true) },
 			want: obj{"type": "ack", "id": "c-1", "delivered": float64(3), "remote": true}},
 		{name: "send ack offline", enc: func(c Codec, d []byte) []byte { return c.AppendSendAck(d, nil, 0, false) },

@@ -175,7 +175,8 @@ func TestProtobufEveryReply(t *testing.T) {
 		{"left by server", func(c Codec, d []byte) []byte {
 			return c.AppendLeftReason(d, ReplyLeft, "room", []byte("lobby"), ReasonServer)
 		}},
-		{"ack", func(c Codec, d []byte) []byte { return c.AppendAck(d, id) }},
+		{"ack", func(c Codec, d []byte) []byte { return c.AppendAck(d, id, nil, 0) }},
+		{"ack mid seq", func(c Codec, d []byte) []byte { return c.AppendAck(d, id, []byte("gw-a-1-2"), 1<<40) }},
 		{"send ack", func(c Codec, d []byte) []byte { return c.AppendSendAck(d, id, 3, true) }},
 		{"send ack offline", func(c Codec, d []byte) []byte { return c.AppendSendAck(d, nil, 0, false) }},
 		{"user:joined", func(c Codec, d []byte) []byte { return c.AppendUserEvent(d, EventUserJoined, []byte("r"), "bob") }},

@@ -183,10 +183,20 @@ func (c Codec) AppendSimple(dst []byte, typ, key string, value, clientID []byte)
 	return w.end()
 }
 
-// AppendAck appends `ack {id}` for message and publish.
-func (c Codec) AppendAck(dst []byte, clientID []byte) []byte {
+// AppendAck appends `ack {id, mid?, seq?}` for message and publish: mid is
+// the gateway message id the receivers see, seq its history sequence (0 =
+// none; JetStream sequences start at 1). With both a sender recognises its
+// own message when a resume replays it (PROTOCOL.md section 3). Empty mid is
+// left out.
+func (c Codec) AppendAck(dst []byte, clientID, mid []byte, seq uint64) []byte {
 	w := beginObj(c, dst, ReplyAck)
 	w.clientID(clientID)
+	if len(mid) > 0 {
+		w.bstr("mid", mid)
+	}
+	if seq != 0 {
+		w.uint("seq", seq)
+	}
 	return w.end()
 }
 

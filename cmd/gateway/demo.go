@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+
+	jsclient "github.com/wsgate/wsgate/clients/js"
 )
 
 // demoFiles is the browser chat client served at /demo/ on the admin port:
@@ -28,8 +30,38 @@ type demoInfo struct {
 	TokenCommand string `json:"token_command"`
 }
 
-// registerDemo serves the page and its config on mux.
+// registerClient serves the JavaScript client library (clients/js) as an ES
+// module: /client/wsgate-<version>.js (cached for good: the name changes
+// with the content), /client/wsgate.js (always this gateway's version, not
+// cached) and /client/wsgate.d.ts.
+func registerClient(mux *http.ServeMux) {
+	version, err := jsclient.Version()
+	if err != nil {
+		panic(err) // package.json is embedded at build time; its test checks it
+	}
+	serve := func(body []byte, contentType, cacheControl string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentType)
+			w.Header().Set("Cache-Control", cacheControl)
+			w.Header().Set("Access-Control-Allow-Origin", "*") // a module imported by pages on other origins
+			_, _ = w.Write(body)
+		}
+	}
+	const js = "text/javascript; charset=utf-8"
+	mux.HandleFunc("GET /client/wsgate-"+version+".js", serve(jsclient.Source, js, "public, max-age=31536000, immutable"))
+	mux.HandleFunc("GET /client/wsgate.js", serve(jsclient.Source, js, "no-cache"))
+	mux.HandleFunc("GET /client/wsgate.d.ts", serve(jsclient.Types, "text/plain; charset=utf-8", "no-cache"))
+}
+
+// demoTokenCommand is the hint the demo page shows: a command that works
+// from a checkout (the gateway binary is rarely on $PATH); with -dev the
+// gateway prints its secret at start.
+const demoTokenCommand = "WSGATE_JWT_SECRET=<secret> go run ./cmd/gateway token -sub alice -rooms 'lobby,chat.*' -ttl 1h"
+
+// registerDemo serves the page and its config on mux, and the client
+// library it is built on.
 func registerDemo(mux *http.ServeMux, cfg demoConfig) {
+	registerClient(mux)
 	sub, err := fs.Sub(demoFiles, "demo")
 	if err != nil {
 		panic(err) // the directory is embedded at build time
@@ -45,7 +77,7 @@ func registerDemo(mux *http.ServeMux, cfg demoConfig) {
 		_ = json.NewEncoder(w).Encode(demoInfo{
 			WSURL:        wsURL(cfg.EngineAddr, cfg.WSPath, r.Host),
 			Mode:         cfg.Mode,
-			TokenCommand: "WSGATE_JWT_SECRET=<secret> gateway token -sub alice -rooms 'lobby,chat.*' -ttl 1h",
+			TokenCommand: demoTokenCommand,
 		})
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/auth"
+	jsclient "github.com/wsgate/wsgate/clients/js"
 	"github.com/wsgate/wsgate/internal/browsertest"
 )
 
@@ -22,8 +23,21 @@ func TestDemoPage(t *testing.T) {
 	if err != nil || code != http.StatusOK || !strings.Contains(body, "app.js") {
 		t.Fatalf("/demo/: %d %v\n%s", code, err, body)
 	}
-	if code, body, _ := gw.adminGet("/demo/app.js"); code != http.StatusOK || !strings.Contains(body, "reconnectable") {
-		t.Fatalf("/demo/app.js: %d", code)
+	if code, body, _ := gw.adminGet("/demo/app.js"); code != http.StatusOK || !strings.Contains(body, `from "../client/wsgate.js"`) {
+		t.Fatalf("/demo/app.js: %d, want it built on the client library", code)
+	}
+	version, err := jsclient.Version()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/client/wsgate.js", "/client/wsgate-" + version + ".js"} {
+		code, body, err := gw.adminGet(path)
+		if err != nil || code != http.StatusOK || body != string(jsclient.Source) {
+			t.Fatalf("%s: %d %v, want the library's source", path, code, err)
+		}
+	}
+	if code, _, _ := gw.adminGet("/client/wsgate-0.0.0-none.js"); code != http.StatusNotFound {
+		t.Fatalf("an unknown version: %d, want 404", code)
 	}
 	code, body, err = gw.adminGet("/demo/config.json")
 	if err != nil || code != http.StatusOK {
@@ -35,6 +49,11 @@ func TestDemoPage(t *testing.T) {
 	}
 	if want := "ws://" + gw.Addr + "/ws"; cfg.WSURL != want || cfg.Mode != "router" {
 		t.Fatalf("config %+v, want ws_url %s", cfg, want)
+	}
+	// The hint is a command that works from a checkout: the gateway binary
+	// is not on $PATH.
+	if !strings.Contains(cfg.TokenCommand, "go run ./cmd/gateway token ") {
+		t.Fatalf("token command %q, want one that runs from a checkout", cfg.TokenCommand)
 	}
 }
 
@@ -52,15 +71,18 @@ func TestWSURL(t *testing.T) {
 }
 
 // TestDemoBrowser opens the demo page in two tabs of a headless Chromium
-// (skipped when none is installed), chats between them, restarts the
-// gateway on the same ports and checks that both pages reconnect by
-// themselves and chat again.
+// (skipped when none is installed), chats between them with presence live
+// in both, restarts the gateway (history on) on the same ports and checks
+// that both pages reconnect by themselves, resume, show no message twice
+// (their own ones included) and chat again.
 func TestDemoBrowser(t *testing.T) {
 	b := browsertest.New(t)
+	dataDir := t.TempDir()
 	args := func(addr, admin string) []string {
 		return []string{
 			"-jwt-secret", testSecret, "-addr", addr, "-admin-addr", admin,
 			"-nats-listen", "-", "-loops", "2", "-presence-events", "-drain-time", "1s",
+			"-history", "-data-dir", dataDir,
 		}
 	}
 	gw := startGateway(t, args("127.0.0.1:0", "127.0.0.1:0")...)
@@ -95,10 +117,32 @@ func TestDemoBrowser(t *testing.T) {
 	wait(alice, "alice sees bob", `demo.presence.join(",") === "alice,bob" && "ok"`)
 	wait(bob, "bob sees alice", `demo.presence.join(",") === "alice,bob" && "ok"`)
 
-	if err := alice.Eval(ctx, `demo.send("hello before restart")`, nil); err != nil {
+	say := func(tab *browsertest.Tab, text string) {
+		t.Helper()
+		if err := tab.Eval(ctx, fmt.Sprintf(`demo.send(%q)`, text), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say(alice, "hello before restart")
+	wait(bob, "bob gets the first message", `demo.messages.some(m => m.from === "alice" && m.text === "hello before restart" && m.seq > 0) && "ok"`)
+	// Alice gets a seq too (bob's message), then sends one more: after the
+	// restart she resumes from bob's seq, and the replay holds her own
+	// message, which she must recognise (the ack's mid) and not show again.
+	say(bob, "hi alice")
+	wait(alice, "alice gets bob's message", `demo.messages.some(m => m.from === "bob" && m.text === "hi alice" && m.seq > 0) && "ok"`)
+	say(alice, "alice again")
+	wait(bob, "bob gets alice's second", `demo.messages.some(m => m.text === "alice again") && "ok"`)
+	// Presence is live: a third user comes and goes, both pages follow.
+	carol := open("carol")
+	for name, tab := range map[string]*browsertest.Tab{"alice": alice, "bob": bob} {
+		wait(tab, name+" sees carol", `demo.presence.join(",") === "alice,bob,carol" && "ok"`)
+	}
+	if err := carol.Eval(ctx, `demo.disconnect()`, nil); err != nil {
 		t.Fatal(err)
 	}
-	wait(bob, "bob gets the first message", `demo.messages.some(m => m.from === "alice" && m.text === "hello before restart") && "ok"`)
+	for name, tab := range map[string]*browsertest.Tab{"alice": alice, "bob": bob} {
+		wait(tab, name+" sees carol leave", `demo.presence.join(",") === "alice,bob" && "ok"`)
+	}
 
 	// Restart on the same ports.
 	gw.Signal(syscall.SIGTERM)
@@ -134,6 +178,31 @@ func TestDemoBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(alice, "alice gets the message after the restart", `demo.messages.some(m => m.from === "bob" && m.text === "hello after restart") && "ok"`)
+	say(alice, "alice after restart")
+	wait(bob, "bob gets alice's message after the restart", `demo.messages.some(m => m.text === "alice after restart") && "ok"`)
+	// Nothing twice, in the data or on the screen.
+	lines := func(tab *browsertest.Tab) map[string]int {
+		t.Helper()
+		var texts []string
+		if err := tab.Eval(ctx, `[...document.querySelectorAll("#messages li:not(.sys)")].map(li => li.lastChild.textContent)`, &texts); err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, s := range texts {
+			n[s]++
+		}
+		return n
+	}
+	want := map[string]int{"hello before restart": 1, "hi alice": 1, "alice again": 1, "hello after restart": 1, "alice after restart": 1}
+	for name, tab := range map[string]*browsertest.Tab{"alice": alice, "bob": bob} {
+		if got := lines(tab); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s's page shows %v, want each message once: %v", name, got, want)
+		}
+		var dups int
+		if err := tab.Eval(ctx, `demo.messages.length - new Set(demo.messages.map(m => m.id)).size`, &dups); err != nil || dups != 0 {
+			t.Errorf("%s: %d duplicate message ids (%v)", name, dups, err)
+		}
+	}
 	var closes []int
 	if err := alice.Eval(ctx, `demo.closes`, &closes); err != nil {
 		t.Fatal(err)
