@@ -158,7 +158,11 @@ type Backplane struct {
 	rpcReply  func(token uint64, rep router.RPCReply) // set by ServeReplies before Start
 	ctl       controlHandlers                         // set by ServeControl before Start (control.go)
 
-	subs map[string]subscription // owned by the interest goroutine
+	// subs maps interest subjects to their subscriptions, one per online
+	// user among them; owned by the interest goroutine. The subject is
+	// the key and nothing else is stored: the address is parsed back from
+	// it (interestAddr) on the rare walk after a reconnect.
+	subs map[string]*nats.Subscription
 
 	health // readiness, heartbeats, peers (health.go)
 
@@ -175,12 +179,6 @@ type Backplane struct {
 type addr struct {
 	kind router.Kind
 	name string
-}
-
-// subscription is one interest subscription and the address it serves.
-type subscription struct {
-	sub *nats.Subscription
-	addr
 }
 
 type outbound struct {
@@ -236,7 +234,7 @@ func New(opts Options) *Backplane {
 		dirty:      map[addr]struct{}{},
 		kick:       make(chan struct{}, 1),
 		syncs:      syncState{kick: make(chan struct{}, 1)},
-		subs:       map[string]subscription{},
+		subs:       map[string]*nats.Subscription{},
 		health:     newHealth(),
 		closing:    make(chan struct{}),
 		pubDone:    make(chan struct{}),
@@ -291,7 +289,7 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		return fmt.Errorf("natsbp: connect %q: %w", url, err)
 	}
 	b.nc = nc
-	if err := b.subscribe(addr{kind: router.KindAll}, b.opts.Prefix+".all"); err != nil {
+	if err := b.subscribe(b.opts.Prefix + ".all"); err != nil {
 		nc.Close()
 		return err
 	}
@@ -644,9 +642,9 @@ func (b *Backplane) interestLoop() {
 		b.barriers = nil
 		b.mu.Unlock()
 		if all {
-			for _, s := range b.subs {
-				if s.kind != router.KindAll {
-					batch[s.addr] = struct{}{}
+			for subj := range b.subs {
+				if a, ok := b.interestAddr(subj); ok && a.kind != router.KindAll {
+					batch[a] = struct{}{}
 				}
 			}
 			if b.host.EachLocal != nil {
@@ -668,14 +666,14 @@ func (b *Backplane) interestLoop() {
 func (b *Backplane) reconcile(a addr) {
 	subj := b.interestSubject(a.kind, a.name)
 	want := b.host.HasLocal != nil && b.host.HasLocal(a.kind, a.name)
-	s, have := b.subs[subj]
+	sub, have := b.subs[subj]
 	switch {
 	case want && !have:
-		if err := b.subscribe(a, subj); err != nil {
+		if err := b.subscribe(subj); err != nil {
 			b.opts.Logger.Warn("nats subscribe failed", "subject", subj, "err", err)
 		}
 	case !want && have:
-		_ = s.sub.Unsubscribe()
+		_ = sub.Unsubscribe()
 		delete(b.subs, subj)
 		b.subscriptions.Add(-1)
 	}
@@ -683,14 +681,14 @@ func (b *Backplane) reconcile(a addr) {
 
 // subscribe adds a subscription feeding the shared inbox (no goroutine per
 // subscription: a million users means a million subscriptions).
-func (b *Backplane) subscribe(a addr, subj string) error {
+func (b *Backplane) subscribe(subj string) error {
 	sub, err := b.nc.ChanSubscribe(subj, b.inbox)
 	if err != nil {
 		return fmt.Errorf("natsbp: subscribe %s: %w", subj, err)
 	}
 	// No SetPendingLimits: nats.go refuses it on a channel subscription;
 	// the channel's depth and the pump's byte budget bound it (inbound.go).
-	b.subs[subj] = subscription{sub: sub, addr: a}
+	b.subs[subj] = sub
 	b.subscriptions.Add(1)
 	return nil
 }
