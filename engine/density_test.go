@@ -74,6 +74,11 @@ func BenchmarkIdleDensityRoom(b *testing.B) { benchDensity(b, densityRoom) }
 // entry), so the two parts of a user's subscription are measured apart.
 func BenchmarkIdleDensityRoomExternalNATS(b *testing.B) { benchDensity(b, densityRoomExternal) }
 
+// BenchmarkIdleDensityRoomSharedUsers is BenchmarkIdleDensityRoom with
+// -nats-user-interest shared: one gw.user.* subscription instead of one
+// per user, so it shows what the per-user subscriptions cost.
+func BenchmarkIdleDensityRoomSharedUsers(b *testing.B) { benchDensity(b, densityRoomShared) }
+
 type densityMode int
 
 func (m densityMode) String() string {
@@ -82,6 +87,8 @@ func (m densityMode) String() string {
 		return "room"
 	case densityRoomExternal:
 		return "room-external"
+	case densityRoomShared:
+		return "room-shared"
 	}
 	return "echo"
 }
@@ -90,6 +97,7 @@ const (
 	densityEcho densityMode = iota
 	densityRoom
 	densityRoomExternal
+	densityRoomShared
 	numDensityModes
 )
 
@@ -431,6 +439,8 @@ func startGatewayProcess(b *testing.B, mode densityMode) (*gatewayProcess, error
 	switch mode {
 	case densityRoom:
 		args = append(args, "-jwt-secret", densitySecret, "-nats-listen", "-")
+	case densityRoomShared:
+		args = append(args, "-jwt-secret", densitySecret, "-nats-listen", "-", "-nats-user-interest", "shared")
 	case densityRoomExternal:
 		natsBin, err := goBuild(dir, "nats-server", "github.com/nats-io/nats-server/v2")
 		if err != nil {

@@ -108,6 +108,15 @@ type Options struct {
 	// PresenceWindow is how long a presence query collects the other
 	// instances' answers (default 100ms; presence.go).
 	PresenceWindow time.Duration
+	// SharedUserInterest replaces the per-user subscriptions with one
+	// wildcard subscription, <p>.user.*, taken at Start and filtered
+	// locally: a message for user U still reaches exactly U's connections
+	// on every instance, but every instance receives every user message,
+	// also for users it does not have. It saves a subscription per online
+	// user (~300 bytes in this process and ~600 in the NATS server's,
+	// docs/architecture.md "What a connection costs"); it suits one
+	// instance, or a few with little user traffic.
+	SharedUserInterest bool
 }
 
 // Defaults of the reliability options.
@@ -292,6 +301,12 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 	if err := b.subscribe(b.opts.Prefix + ".all"); err != nil {
 		nc.Close()
 		return err
+	}
+	if b.opts.SharedUserInterest {
+		if err := b.subscribe(b.userWildcard()); err != nil {
+			nc.Close()
+			return err
+		}
 	}
 	if err := b.startHistory(); err != nil {
 		nc.Close()
@@ -664,6 +679,9 @@ func (b *Backplane) interestLoop() {
 // A change racing with it marks a dirty again, so the next pass reads the
 // newer truth.
 func (b *Backplane) reconcile(a addr) {
+	if a.kind == router.KindUser && b.opts.SharedUserInterest {
+		return // the wildcard taken at Start covers every user
+	}
 	subj := b.interestSubject(a.kind, a.name)
 	want := b.host.HasLocal != nil && b.host.HasLocal(a.kind, a.name)
 	sub, have := b.subs[subj]
@@ -678,6 +696,10 @@ func (b *Backplane) reconcile(a addr) {
 		b.subscriptions.Add(-1)
 	}
 }
+
+// userWildcard is the one subscription of every user address with
+// Options.SharedUserInterest.
+func (b *Backplane) userWildcard() string { return b.opts.Prefix + ".user.*" }
 
 // subscribe adds a subscription feeding the shared inbox (no goroutine per
 // subscription: a million users means a million subscriptions).
