@@ -18,8 +18,19 @@ type interest struct {
 	mu      sync.Mutex // guards the fields below
 	total   int32
 	dead    bool           // removed from the registry; re-create on next add
-	perLoop []int32        // receivers per loop
+	perLoop []int32        // receivers per loop; aliases few with up to two loops
 	users   map[string]int // rooms only: user -> local connections in the room (presence)
+	few     [2]int32       // fits in the 64-byte size class: no second allocation for perLoop
+}
+
+func newInterest(loops int) *interest {
+	in := &interest{}
+	if loops <= len(in.few) {
+		in.perLoop = in.few[:loops]
+	} else {
+		in.perLoop = make([]int32, loops)
+	}
+	return in
 }
 
 // registry maps addresses to interest, one table per Kind.
@@ -94,7 +105,7 @@ func (t *addrTable) loadOrCreate(name string, loops int) *interest {
 		if sh.m == nil {
 			sh.m = map[string]*interest{}
 		}
-		in = &interest{perLoop: make([]int32, loops)}
+		in = newInterest(loops)
 		sh.m[name] = in
 	}
 	return in
