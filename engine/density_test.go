@@ -19,6 +19,12 @@ package engine
 // WSGATE_DENSITY_MAX (default 19000, capped by the open-file limit) sets the
 // largest step; WSGATE_DENSITY_ENV adds environment variables for the
 // gateway (for example "GOGC=50"), to compare GC settings.
+// WSGATE_DENSITY_HEAP=dir starts the gateway with -pprof and every
+// allocation sampled (GODEBUG=memprofilerate=1), and writes its heap
+// profile after each step to dir/heap-<mode>-<conns>.pprof; compare two
+// steps with
+//
+//	go tool pprof -top -sample_index=inuse_space -diff_base dir/heap-room-0.pprof dir/heap-room-10000.pprof
 
 import (
 	"bufio"
@@ -29,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,10 +49,12 @@ import (
 	"time"
 )
 
-// densitySample is the gateway's memory at one connection count.
+// densitySample is the gateway's memory at one connection count, and the
+// external NATS server's (BenchmarkIdleDensityRoomExternalNATS).
 type densitySample struct {
 	conns     int
 	rss, anon int64 // bytes
+	natsRSS   int64
 }
 
 func BenchmarkIdleDensity(b *testing.B) { benchDensity(b, densityEcho) }
@@ -57,11 +66,39 @@ func BenchmarkIdleDensity(b *testing.B) { benchDensity(b, densityEcho) }
 // server, which lives in the same process.
 func BenchmarkIdleDensityRoom(b *testing.B) { benchDensity(b, densityRoom) }
 
+// BenchmarkIdleDensityRoomExternalNATS is BenchmarkIdleDensityRoom with the
+// NATS server in its own process (nats-server built from the module
+// cache), as in a deployment with -nats-url: B/conn is then the gateway
+// alone (nats.go's side of each user subscription included) and
+// natsB/conn the server's side (its client subscription and sublist
+// entry), so the two parts of a user's subscription are measured apart.
+func BenchmarkIdleDensityRoomExternalNATS(b *testing.B) { benchDensity(b, densityRoomExternal) }
+
+// BenchmarkIdleDensityRoomSharedUsers is BenchmarkIdleDensityRoom with
+// -nats-user-interest shared: one gw.user.* subscription instead of one
+// per user, so it shows what the per-user subscriptions cost.
+func BenchmarkIdleDensityRoomSharedUsers(b *testing.B) { benchDensity(b, densityRoomShared) }
+
 type densityMode int
+
+func (m densityMode) String() string {
+	switch m {
+	case densityRoom:
+		return "room"
+	case densityRoomExternal:
+		return "room-external"
+	case densityRoomShared:
+		return "room-shared"
+	}
+	return "echo"
+}
 
 const (
 	densityEcho densityMode = iota
 	densityRoom
+	densityRoomExternal
+	densityRoomShared
+	numDensityModes
 )
 
 func benchDensity(b *testing.B, mode densityMode) {
@@ -79,9 +116,12 @@ func benchDensity(b *testing.B, mode densityMode) {
 	if d.fit.slopeHigh > 0 {
 		b.ReportMetric(d.fit.slopeHigh, "B/conn-2k-max")
 	}
+	if mode == densityRoomExternal {
+		b.ReportMetric(d.fit.natsSlope, "natsB/conn")
+	}
 }
 
-var densityRuns [2]struct {
+var densityRuns [numDensityModes]struct {
 	once sync.Once
 	fit  densityFit
 	err  error
@@ -89,6 +129,7 @@ var densityRuns [2]struct {
 
 type densityFit struct {
 	slope, anonSlope, slopeHigh float64
+	natsSlope                   float64 // external NATS server's RSS per connection
 }
 
 func measureIdleDensity(b *testing.B, mode densityMode) (densityFit, error) {
@@ -146,7 +187,16 @@ func measureIdleDensity(b *testing.B, mode densityMode) (densityFit, error) {
 			return fit, err
 		}
 		samples = append(samples, s)
-		b.Logf("conns=%6d  VmRSS=%8.2f MiB  Anonymous=%8.2f MiB", s.conns, mib(s.rss), mib(s.anon))
+		if dir := os.Getenv("WSGATE_DENSITY_HEAP"); dir != "" {
+			if err := gw.writeHeap(filepath.Join(dir, fmt.Sprintf("heap-%s-%d.pprof", mode, target))); err != nil {
+				return fit, err
+			}
+		}
+		if gw.nats != nil {
+			b.Logf("conns=%6d  VmRSS=%8.2f MiB  Anonymous=%8.2f MiB  nats-server VmRSS=%8.2f MiB", s.conns, mib(s.rss), mib(s.anon), mib(s.natsRSS))
+		} else {
+			b.Logf("conns=%6d  VmRSS=%8.2f MiB  Anonymous=%8.2f MiB", s.conns, mib(s.rss), mib(s.anon))
+		}
 	}
 	var lo []densitySample
 	for _, s := range samples {
@@ -156,6 +206,7 @@ func measureIdleDensity(b *testing.B, mode densityMode) (densityFit, error) {
 	}
 	fit.slope = leastSquares(lo, func(s densitySample) int64 { return s.rss })
 	fit.anonSlope = leastSquares(lo, func(s densitySample) int64 { return s.anon })
+	fit.natsSlope = leastSquares(lo, func(s densitySample) int64 { return s.natsRSS })
 	var hi []densitySample
 	for _, s := range samples {
 		if s.conns >= 2000 {
@@ -167,6 +218,9 @@ func measureIdleDensity(b *testing.B, mode densityMode) (densityFit, error) {
 	}
 	b.Logf("idle density: %.0f B/conn RSS (%.0f B/conn anonymous) least-squares over 2k..10k; %.0f B/conn over 2k..%d",
 		fit.slope, fit.anonSlope, fit.slopeHigh, steps[len(steps)-1])
+	if gw.nats != nil {
+		b.Logf("external nats-server: %.0f B/conn RSS over 2k..10k", fit.natsSlope)
+	}
 	return fit, nil
 }
 
@@ -215,7 +269,7 @@ func densityDial(addr string, from, to int, mode densityMode) ([]*net.TCPConn, e
 				local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+n/5000))}
 				var c *net.TCPConn
 				var err error
-				if mode == densityRoom {
+				if mode != densityEcho {
 					c, err = densityDialRoom(addr, local, n)
 				} else {
 					c, err = perfDialRaw(addr, local)
@@ -240,82 +294,191 @@ func densityDial(addr string, from, to int, mode densityMode) ([]*net.TCPConn, e
 	return out, nil
 }
 
-// gatewayProcess is a gateway binary running in echo mode.
+// gatewayProcess is a gateway binary running in echo or router mode.
 type gatewayProcess struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
+	cmd   *exec.Cmd
+	addr  string
+	admin string // admin address, with -pprof (WSGATE_DENSITY_HEAP)
+	done  chan struct{}
+	nats  *loggedProcess // the external NATS server, or nil
 }
 
-// startGatewayProcess builds ./cmd/gateway and starts it on 127.0.0.1:0.
-func startGatewayProcess(b *testing.B, mode densityMode) (*gatewayProcess, error) {
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "gateway")
+// writeHeap saves the gateway's heap profile, after a GC, to path.
+func (gw *gatewayProcess) writeHeap(path string) error {
+	if gw.admin == "" {
+		return fmt.Errorf("heap profile: the gateway has no admin address")
+	}
+	resp, err := http.Get("http://" + gw.admin + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
+}
+
+// goBuild builds pkg into dir/name and returns the binary's path.
+func goBuild(dir, name, pkg string) (string, error) {
+	bin := filepath.Join(dir, name)
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goBin); err != nil {
 		goBin = "go"
 	}
-	build := exec.Command(goBin, "build", "-o", bin, "github.com/wsgate/wsgate/cmd/gateway")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./cmd/gateway: %v\n%s", err, out)
+	if out, err := exec.Command(goBin, "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
-	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", "", "-ping-interval", "0", "-idle-timeout", "0"}
-	if mode == densityRoom {
-		args = append(args, "-jwt-secret", densitySecret, "-nats-listen", "-")
-	} else {
-		args = append(args, "-echo")
-	}
+	return bin, nil
+}
+
+// loggedProcess is a child process whose stderr is scanned for the
+// addresses it logs.
+type loggedProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when stderr ends
+}
+
+// startLogged starts bin and waits until, for each marker, a stderr line
+// containing it was seen; it returns the text after the line's last
+// occurrence of each marker's addrPrefix (up to the next space).
+func startLogged(bin string, args, env []string, markers [][2]string) (*loggedProcess, []string, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = os.Environ()
-	if extra := os.Getenv("WSGATE_DENSITY_ENV"); extra != "" {
-		cmd.Env = append(cmd.Env, strings.Fields(extra)...)
-	}
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	gw := &gatewayProcess{cmd: cmd, done: make(chan struct{})}
-	addrCh := make(chan string, 1)
+	p := &loggedProcess{cmd: cmd, done: make(chan struct{})}
+	type found struct {
+		i    int
+		addr string
+	}
+	foundCh := make(chan found, len(markers))
 	go func() {
+		seen := make([]bool, len(markers))
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
-			if strings.Contains(line, "gateway listening") {
-				for _, f := range strings.Fields(line) {
-					if a, ok := strings.CutPrefix(f, "addr="); ok {
-						select {
-						case addrCh <- a:
-						default:
-						}
-					}
+			for i, m := range markers {
+				if seen[i] || !strings.Contains(line, m[0]) {
+					continue
+				}
+				if k := strings.LastIndex(line, m[1]); k >= 0 {
+					a, _, _ := strings.Cut(line[k+len(m[1]):], " ")
+					seen[i] = true
+					foundCh <- found{i, a}
 				}
 			}
 		}
-		close(gw.done)
+		close(p.done)
 	}()
-	select {
-	case gw.addr = <-addrCh:
-		return gw, nil
-	case <-gw.done:
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("gateway exited before listening: %v", cmd.ProcessState)
-	case <-time.After(10 * time.Second):
-		gw.stop()
-		return nil, fmt.Errorf("gateway did not log its address")
+	addrs := make([]string, len(markers))
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < len(markers); n++ {
+		select {
+		case f := <-foundCh:
+			addrs[f.i] = f.addr
+		case <-p.done:
+			_ = cmd.Wait()
+			return nil, nil, fmt.Errorf("%s exited before listening: %v", filepath.Base(bin), cmd.ProcessState)
+		case <-deadline:
+			p.stop()
+			return nil, nil, fmt.Errorf("%s did not log its addresses", filepath.Base(bin))
+		}
 	}
+	return p, addrs, nil
+}
+
+func (p *loggedProcess) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+	}
+	_ = p.cmd.Wait()
+}
+
+// startGatewayProcess builds ./cmd/gateway and starts it on 127.0.0.1:0
+// (and, for densityRoomExternal, a nats-server on 127.0.0.1 first).
+func startGatewayProcess(b *testing.B, mode densityMode) (*gatewayProcess, error) {
+	dir := b.TempDir()
+	bin, err := goBuild(dir, "gateway", "github.com/wsgate/wsgate/cmd/gateway")
+	if err != nil {
+		return nil, err
+	}
+	heap := os.Getenv("WSGATE_DENSITY_HEAP") != ""
+	admin := ""
+	if heap {
+		admin = "127.0.0.1:0"
+	}
+	args := []string{"-addr", "127.0.0.1:0", "-admin-addr", admin, "-ping-interval", "0", "-idle-timeout", "0"}
+	if heap {
+		args = append(args, "-pprof")
+	}
+	var env []string
+	if heap {
+		env = append(env, "GODEBUG=memprofilerate=1")
+	}
+	if extra := os.Getenv("WSGATE_DENSITY_ENV"); extra != "" {
+		env = append(env, strings.Fields(extra)...)
+	}
+	var nats *loggedProcess
+	switch mode {
+	case densityRoom:
+		args = append(args, "-jwt-secret", densitySecret, "-nats-listen", "-")
+	case densityRoomShared:
+		args = append(args, "-jwt-secret", densitySecret, "-nats-listen", "-", "-nats-user-interest", "shared")
+	case densityRoomExternal:
+		natsBin, err := goBuild(dir, "nats-server", "github.com/nats-io/nats-server/v2")
+		if err != nil {
+			return nil, err
+		}
+		var addrs []string
+		nats, addrs, err = startLogged(natsBin, []string{"-a", "127.0.0.1", "-p", "-1"}, env,
+			[][2]string{{"Listening for client connections", "on "}})
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-jwt-secret", densitySecret, "-nats-url", "nats://"+addrs[0])
+	default:
+		args = append(args, "-echo")
+	}
+	markers := [][2]string{{"gateway listening", "addr="}}
+	if heap {
+		markers = append(markers, [2]string{"admin listening", "addr="})
+	}
+	p, addrs, err := startLogged(bin, args, env, markers)
+	if err != nil {
+		if nats != nil {
+			nats.stop()
+		}
+		return nil, err
+	}
+	gw := &gatewayProcess{cmd: p.cmd, done: p.done, addr: addrs[0], nats: nats}
+	if heap {
+		gw.admin = addrs[1]
+	}
+	return gw, nil
 }
 
 func (gw *gatewayProcess) stop() {
-	_ = gw.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-gw.done:
-	case <-time.After(5 * time.Second):
-		_ = gw.cmd.Process.Kill()
+	(&loggedProcess{cmd: gw.cmd, done: gw.done}).stop()
+	if gw.nats != nil {
+		gw.nats.stop()
 	}
-	_ = gw.cmd.Wait()
 }
 
 // settle waits ~1s after a step and returns the minimum of a few samples.
@@ -332,6 +495,15 @@ func (gw *gatewayProcess) settle(conns int) (densitySample, error) {
 		}
 		if best.anon == 0 || anon < best.anon {
 			best.anon = anon
+		}
+		if gw.nats != nil {
+			nrss, _, err := procMemory(gw.nats.cmd.Process.Pid)
+			if err != nil {
+				return best, err
+			}
+			if best.natsRSS == 0 || nrss < best.natsRSS {
+				best.natsRSS = nrss
+			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -12,44 +12,49 @@ import (
 // client is the router's state for one connection, attached with
 // engine.Conn.SetApp. Owned by the connection's event loop.
 type client struct {
-	conn      *engine.Conn
-	shard     *shard
-	claims    *auth.Claims // nil until authenticated
-	user      string
-	codec     wire.Codec
-	members   []membership // rooms, channels and the user entry
-	authedIdx int32
-	// tokenExpired: token_expired was sent; the app deadline is the 4011
-	// close unless a refresh comes (refresh.go).
-	tokenExpired bool
+	// Fields are ordered by size so the struct packs into 192 bytes (one
+	// allocation per connection; docs/architecture.md "What a connection
+	// costs" counts it); counters that never need 64 bits are int32.
+	conn    *engine.Conn
+	shard   *shard
+	claims  *auth.Claims // nil until authenticated
+	user    string
+	members []membership // rooms, channels and the user entry
+
+	// Outbound flow control.
+	held []*frame.Shared // normal-priority frames held while backlogged; nil when empty (drain)
+
+	// rpcs are the tokens of this connection's rpc requests in flight
+	// (rpc.go), at most Options.RPCMaxInFlight.
+	rpcs []uint64
 
 	// Token buckets (PROTOCOL.md section 8), refilled lazily on each message.
 	msgTokens  float64
 	byteTokens float64
 	lastRefill int64 // unix nanos
-	violations int
 
-	// Outbound flow control.
-	held      []*frame.Shared // normal-priority frames held while backlogged
 	heldBytes int
 	dropped   uint64 // low-priority messages dropped since the last gap message
-	// settling counts settle rounds in flight for new memberships: while
-	// it is above 0, everything written to the connection waits in held
-	// (settle.go).
-	settling int
-	// heldReplies counts the replies among held (written while settling),
-	// which are not deliveries.
-	heldReplies int
-	// rpcs are the tokens of this connection's rpc requests in flight
-	// (rpc.go), at most Options.RPCMaxInFlight.
-	rpcs []uint64
-
 	// Hooks (hooks.go): hookWait is the connect hook's request token while
 	// the connection waits to be admitted; hookPassed says the hook allowed
 	// it; hookJoins counts join hooks in flight.
-	hookWait   uint64
-	hookPassed bool
-	hookJoins  int
+	hookWait uint64
+
+	// heldReplies counts the replies among held (written while settling),
+	// which are not deliveries.
+	heldReplies int
+	// settling counts settle rounds in flight for new memberships: while
+	// it is above 0, everything written to the connection waits in held
+	// (settle.go).
+	settling   int32
+	violations int32
+	hookJoins  int32
+	authedIdx  int32
+	codec      wire.Codec
+	// tokenExpired: token_expired was sent; the app deadline is the 4011
+	// close unless a refresh comes (refresh.go).
+	tokenExpired bool
+	hookPassed   bool
 }
 
 // inRoom reports whether cl joined room.

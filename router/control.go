@@ -382,16 +382,7 @@ func (r *Router) localPart(op string, req *ControlRequest) (ControlPart, error) 
 		p.Users = r.reg.roomUsers([]byte(req.Room))
 		p.Connections = r.reg.count(KindRoom, []byte(req.Room))
 	case CtlInfo:
-		r.reg.tables[KindUser].Range(func(_, v any) bool {
-			in := v.(*interest)
-			in.mu.Lock()
-			if in.total > 0 {
-				p.UserCount++
-				p.Connections += in.total
-			}
-			in.mu.Unlock()
-			return true
-		})
+		p.UserCount, p.Connections = r.reg.usersOnline()
 		p.UptimeS = float64(time.Since(r.ctl.started).Milliseconds()) / 1000
 	default: // disconnect, subscribe, unsubscribe: on the user's loops
 		n, err := r.onUserLoops(op, req)

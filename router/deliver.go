@@ -307,7 +307,7 @@ func (s *shard) drain(cl *client) {
 		cl.held[i] = nil
 	}
 	s.stats.Deliveries += uint64(len(cl.held) - cl.heldReplies)
-	cl.held = cl.held[:0]
+	cl.held = nil // an idle connection keeps no array from its last backlog or settle round
 	cl.heldBytes = 0
 	cl.heldReplies = 0
 	if cl.dropped > 0 {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"hash/maphash"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -8,23 +9,130 @@ import (
 
 // interest records, for one address (a room, user or channel), which event
 // loops of this instance have local receivers and how many. The delivery
-// path only loads the loop mask (an atomic), so fan-out takes no lock; join,
-// leave, auth and close update counts under the address's own mutex, never a
-// global one.
+// path only loads the loop mask (an atomic), so fan-out takes no lock on
+// the interest; join, leave, auth and close update counts under the
+// address's own mutex, never a global one.
 type interest struct {
 	mask atomic.Uint64 // bit i set: loop i has receivers (loops >= 64 share bit 63)
 
 	mu      sync.Mutex // guards the fields below
-	perLoop []int32
-	total   int
-	users   map[string]int // rooms only: user -> local connections in the room (presence)
+	total   int32
 	dead    bool           // removed from the registry; re-create on next add
+	perLoop []int32        // receivers per loop; aliases few with up to two loops
+	users   map[string]int // rooms only: user -> local connections in the room (presence)
+	few     [2]int32       // fits in the 64-byte size class: no second allocation for perLoop
+}
+
+func newInterest(loops int) *interest {
+	in := &interest{}
+	if loops <= len(in.few) {
+		in.perLoop = in.few[:loops]
+	} else {
+		in.perLoop = make([]int32, loops)
+	}
+	return in
 }
 
 // registry maps addresses to interest, one table per Kind.
 type registry struct {
 	loops  int
-	tables [3]sync.Map // KindRoom, KindUser, KindChannel: string -> *interest
+	tables [3]addrTable // KindRoom, KindUser, KindChannel
+}
+
+// addrTable is a map from address name to interest, split into
+// addrShards maps by a hash of the name, each under its own lock: a lookup
+// takes one shard's read lock, and no lock is global. It replaces a
+// sync.Map, whose entries cost ~120 bytes each (trie nodes, the key boxed
+// in an interface) against ~40 here: one entry per online user
+// (docs/architecture.md "What a connection costs").
+//
+// Lock order: an interest's mu before a shard's mu (remove deletes while
+// holding the interest); nothing takes an interest's mu under a shard lock.
+type addrTable struct {
+	seed   maphash.Seed
+	init   sync.Once
+	shards [addrShards]addrShard
+}
+
+const addrShards = 64
+
+type addrShard struct {
+	mu sync.RWMutex
+	m  map[string]*interest
+	_  [64 - 24 - 8]byte // one cache line per shard: loops on other cores do not share it
+}
+
+func (t *addrTable) shard(name []byte) *addrShard {
+	t.init.Do(func() { t.seed = maphash.MakeSeed() })
+	return &t.shards[maphash.Bytes(t.seed, name)%addrShards]
+}
+
+func (t *addrTable) shardString(name string) *addrShard {
+	t.init.Do(func() { t.seed = maphash.MakeSeed() })
+	return &t.shards[maphash.String(t.seed, name)%addrShards]
+}
+
+// load returns the interest of name, or nil, without allocating.
+func (t *addrTable) load(name []byte) *interest {
+	sh := t.shard(name)
+	sh.mu.RLock()
+	in := sh.m[string(name)]
+	sh.mu.RUnlock()
+	return in
+}
+
+func (t *addrTable) loadString(name string) *interest {
+	sh := t.shardString(name)
+	sh.mu.RLock()
+	in := sh.m[name]
+	sh.mu.RUnlock()
+	return in
+}
+
+// loadOrCreate returns the interest of name, creating it with loops
+// counters when there is none.
+func (t *addrTable) loadOrCreate(name string, loops int) *interest {
+	sh := t.shardString(name)
+	sh.mu.RLock()
+	in := sh.m[name]
+	sh.mu.RUnlock()
+	if in != nil {
+		return in
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if in = sh.m[name]; in == nil {
+		if sh.m == nil {
+			sh.m = map[string]*interest{}
+		}
+		in = newInterest(loops)
+		sh.m[name] = in
+	}
+	return in
+}
+
+// delete removes name if it still maps to in.
+func (t *addrTable) delete(name string, in *interest) {
+	sh := t.shardString(name)
+	sh.mu.Lock()
+	if sh.m[name] == in {
+		delete(sh.m, name)
+	}
+	sh.mu.Unlock()
+}
+
+// snapshot lists the table's entries, for walks that lock interests.
+func (t *addrTable) snapshot() (names []string, ins []*interest) {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.RLock()
+		for name, in := range sh.m {
+			names = append(names, name)
+			ins = append(ins, in)
+		}
+		sh.mu.RUnlock()
+	}
+	return names, ins
 }
 
 func loopBit(i int) uint64 {
@@ -37,11 +145,7 @@ func loopBit(i int) uint64 {
 // lookup returns the interest of name, or nil. It does not allocate for the
 // string conversion.
 func (r *registry) lookup(kind Kind, name []byte) *interest {
-	v, ok := r.tables[kind].Load(string(name))
-	if !ok {
-		return nil
-	}
-	return v.(*interest)
+	return r.tables[kind].load(name)
 }
 
 // add counts one more receiver of name on loop; it returns whether this
@@ -49,8 +153,7 @@ func (r *registry) lookup(kind Kind, name []byte) *interest {
 // rooms, whether user had no connection in the room before (presence event).
 func (r *registry) add(kind Kind, name string, loop int, user string) (firstHere, firstOfUser bool) {
 	for {
-		v, _ := r.tables[kind].LoadOrStore(name, &interest{perLoop: make([]int32, r.loops)})
-		in := v.(*interest)
+		in := r.tables[kind].loadOrCreate(name, r.loops)
 		in.mu.Lock()
 		if in.dead {
 			in.mu.Unlock()
@@ -77,11 +180,10 @@ func (r *registry) add(kind Kind, name string, loop int, user string) (firstHere
 // remove undoes add; it reports whether this instance has no receivers of
 // name left and, for rooms, whether user left the room entirely.
 func (r *registry) remove(kind Kind, name string, loop int, user string) (lastHere, lastOfUser bool) {
-	v, ok := r.tables[kind].Load(name)
-	if !ok {
+	in := r.tables[kind].loadString(name)
+	if in == nil {
 		return false, false
 	}
-	in := v.(*interest)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.dead || in.perLoop[loop] == 0 {
@@ -101,7 +203,7 @@ func (r *registry) remove(kind Kind, name string, loop int, user string) (lastHe
 	}
 	if in.total == 0 {
 		in.dead = true
-		r.tables[kind].Delete(name)
+		r.tables[kind].delete(name, in)
 		return true, lastOfUser
 	}
 	return false, lastOfUser
@@ -125,7 +227,7 @@ func (r *registry) count(kind Kind, name []byte) int {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.total
+	return int(in.total)
 }
 
 // roomUsers lists the users with a local connection in room, sorted.
@@ -153,11 +255,10 @@ func (r *registry) hasLocal(kind Kind, name string) bool {
 	if kind > KindChannel {
 		return false
 	}
-	v, ok := r.tables[kind].Load(name)
-	if !ok {
+	in := r.tables[kind].loadString(name)
+	if in == nil {
 		return false
 	}
-	in := v.(*interest)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.total > 0 && !in.dead
@@ -166,15 +267,29 @@ func (r *registry) hasLocal(kind Kind, name string) bool {
 // each calls fn for every address with local receivers (Host.EachLocal).
 func (r *registry) each(fn func(kind Kind, name string)) {
 	for k := range r.tables {
-		r.tables[k].Range(func(key, v any) bool {
-			in := v.(*interest)
+		names, ins := r.tables[k].snapshot()
+		for i, in := range ins {
 			in.mu.Lock()
 			live := in.total > 0 && !in.dead
 			in.mu.Unlock()
 			if live {
-				fn(Kind(k), key.(string))
+				fn(Kind(k), names[i])
 			}
-			return true
-		})
+		}
 	}
+}
+
+// usersOnline counts the users with local connections and those
+// connections (the control API's info).
+func (r *registry) usersOnline() (users, conns int) {
+	_, ins := r.tables[KindUser].snapshot()
+	for _, in := range ins {
+		in.mu.Lock()
+		if in.total > 0 {
+			users++
+			conns += int(in.total)
+		}
+		in.mu.Unlock()
+	}
+	return users, conns
 }

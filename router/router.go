@@ -433,7 +433,7 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 	if !cl.allow(&r.opts, len(payload), now) {
 		s.stats.RateLimited++
 		cl.violations++
-		if r.opts.RateKickAfter > 0 && cl.violations >= r.opts.RateKickAfter {
+		if r.opts.RateKickAfter > 0 && int(cl.violations) >= r.opts.RateKickAfter {
 			s.stats.RateKicks++
 			c.Close(engine.ClosePolicy, "rate limit exceeded")
 			return

@@ -170,10 +170,10 @@ func newShard(l *engine.Loop, r *Router) *shard {
 
 // membership ties a client to one memberSet.
 type membership struct {
-	kind Kind
 	name string
 	set  *memberSet
 	idx  int32
+	kind Kind // after idx: the struct is 32 bytes, not 40
 }
 
 // join adds cl to the set of (kind, name) on this loop.

@@ -214,7 +214,7 @@ func startupContext() (ctx context.Context, end func()) {
 func startBackplane(ctx context.Context, o *options, log *slog.Logger) (*natsbp.Backplane, *server.Server, error) {
 	bo := natsbp.Options{Prefix: o.NATSPrefix, Logger: log, PresenceWindow: o.PresenceWindow,
 		InstanceTimeout: o.InstanceTimeout, ConfirmTimeout: o.PublishConfirmTimeout, PublishQueueBytes: o.PublishQueueBytes,
-		PendingBytes: o.NATSPendingBytes}
+		PendingBytes: o.NATSPendingBytes, SharedUserInterest: o.NATSUserInterest == "shared"}
 	if o.History {
 		bo.History = natsbp.HistoryOptions{Enabled: true, MaxMsgs: o.HistoryMaxMsgs, MaxAge: o.HistoryTTL, Replicas: o.HistoryReplica,
 			GapFillWorkers: o.HistoryFillWorkers, GapFillTimeout: o.HistoryFillTimeout, GapParkBytes: o.HistoryParkBytes}

@@ -58,6 +58,7 @@ type options struct {
 	HistoryTTL     time.Duration
 	// Backplane flow bounds (natsbp.Options / HistoryOptions).
 	NATSPendingBytes   int
+	NATSUserInterest   string // "exact" (a subscription per online user) or "shared" (natsbp.Options.SharedUserInterest)
 	HistoryFillWorkers int
 	HistoryFillTimeout time.Duration
 	HistoryParkBytes   int
@@ -140,6 +141,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.Int64Var(&o.HistoryMaxMsgs, "history-max-msgs", 100, "messages kept per room with -history")
 	fs.DurationVar(&o.HistoryTTL, "history-ttl", 24*time.Hour, "how long room messages are kept with -history (0 = no age limit)")
 	fs.IntVar(&o.NATSPendingBytes, "nats-pending-bytes", natsbp.DefaultPendingBytes, "bytes of messages from NATS waiting to be routed; past it they are dropped, counted (backplane_dropped_total) and the receivers told with gap")
+	fs.StringVar(&o.NATSUserInterest, "nats-user-interest", "exact", "exact: one NATS subscription per online user, so an instance gets only its users' messages; shared: one gw.user.* subscription filtered here, ~1 KB less per connection (with the embedded server), but every instance gets every user message")
 	fs.IntVar(&o.HistoryFillWorkers, "history-fill-workers", natsbp.DefaultGapFillWorkers, "with -history, rooms whose live gaps are filled from the history at once")
 	fs.DurationVar(&o.HistoryFillTimeout, "history-fill-timeout", natsbp.DefaultGapFillTimeout, "with -history, time allowed for one gap fill; past it the members get gap")
 	fs.IntVar(&o.HistoryParkBytes, "history-park-bytes", natsbp.DefaultGapParkBytes, "with -history, bytes of live messages held back while their rooms' gaps are filled; past it the next fill fetches them")
@@ -260,6 +262,9 @@ func (o *options) finish() error {
 	}
 	if o.HistoryMaxMsgs < 1 {
 		errs = append(errs, fmt.Errorf("history-max-msgs %d: must be at least 1", o.HistoryMaxMsgs))
+	}
+	if o.NATSUserInterest != "exact" && o.NATSUserInterest != "shared" {
+		errs = append(errs, fmt.Errorf("nats-user-interest %q: want exact or shared", o.NATSUserInterest))
 	}
 	if o.NATSPendingBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("nats-pending-bytes %d: must be at least 1024", o.NATSPendingBytes))

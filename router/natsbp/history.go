@@ -264,6 +264,18 @@ func (b *Backplane) interestSubject(kind router.Kind, name string) string {
 	return b.Subject(kind, name)
 }
 
+// interestAddr is the address of an interest subject (interestSubject's
+// inverse).
+func (b *Backplane) interestAddr(subject string) (addr, bool) {
+	if b.opts.History.Enabled {
+		if name, ok := strings.CutPrefix(subject, b.opts.Prefix+".live.room."); ok {
+			return addr{kind: router.KindRoom, name: name}, true
+		}
+	}
+	kind, name, ok := b.address(subject)
+	return addr{kind: kind, name: name}, ok
+}
+
 // interestBarrier returns a channel closed once every Interest call made
 // before it has been applied (its SUB written to the connection).
 func (b *Backplane) interestBarrier() <-chan struct{} {

@@ -409,7 +409,13 @@ func (b *Backplane) takeSubDrops(sub *nats.Subscription, episode bool) {
 	b.dropped.Add(uint64(delta))
 	rs := &b.rx
 	rs.mu.Lock()
-	rs.noteDropLocked(sub.Subject, uint64(delta))
+	if b.opts.SharedUserInterest && sub.Subject == b.userWildcard() {
+		// nats.go does not say whose messages it dropped: every
+		// client hears the gap.
+		rs.dropsAll += uint64(delta)
+	} else {
+		rs.noteDropLocked(sub.Subject, uint64(delta))
+	}
 	rs.mu.Unlock()
 	rs.wake()
 }

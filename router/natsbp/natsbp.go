@@ -109,6 +109,15 @@ type Options struct {
 	// the other instances' answers (default 100ms; control.go). Presence
 	// answers from the replicated tracker and does not wait.
 	PresenceWindow time.Duration
+	// SharedUserInterest replaces the per-user subscriptions with one
+	// wildcard subscription, <p>.user.*, taken at Start and filtered
+	// locally: a message for user U still reaches exactly U's connections
+	// on every instance, but every instance receives every user message,
+	// also for users it does not have. It saves a subscription per online
+	// user (~300 bytes in this process and ~600 in the NATS server's,
+	// docs/architecture.md "What a connection costs"); it suits one
+	// instance, or a few with little user traffic.
+	SharedUserInterest bool
 }
 
 // Defaults of the reliability options.
@@ -159,7 +168,11 @@ type Backplane struct {
 	rpcReply func(token uint64, rep router.RPCReply) // set by ServeReplies before Start
 	ctl      controlHandlers                         // set by ServeControl before Start (control.go)
 
-	subs map[string]subscription // owned by the interest goroutine
+	// subs maps interest subjects to their subscriptions, one per online
+	// user among them; owned by the interest goroutine. The subject is
+	// the key and nothing else is stored: the address is parsed back from
+	// it (interestAddr) on the rare walk after a reconnect.
+	subs map[string]*nats.Subscription
 
 	health // readiness, heartbeats, peers (health.go)
 
@@ -176,12 +189,6 @@ type Backplane struct {
 type addr struct {
 	kind router.Kind
 	name string
-}
-
-// subscription is one interest subscription and the address it serves.
-type subscription struct {
-	sub *nats.Subscription
-	addr
 }
 
 type outbound struct {
@@ -237,7 +244,7 @@ func New(opts Options) *Backplane {
 		dirty:      map[addr]struct{}{},
 		kick:       make(chan struct{}, 1),
 		syncs:      syncState{kick: make(chan struct{}, 1)},
-		subs:       map[string]subscription{},
+		subs:       map[string]*nats.Subscription{},
 		health:     newHealth(),
 		closing:    make(chan struct{}),
 		pubDone:    make(chan struct{}),
@@ -296,9 +303,15 @@ func (b *Backplane) Start(instanceID string, host router.Host) error {
 		return fmt.Errorf("natsbp: connect %q: %w", url, err)
 	}
 	b.nc = nc
-	if err := b.subscribe(addr{kind: router.KindAll}, b.opts.Prefix+".all"); err != nil {
+	if err := b.subscribe(b.opts.Prefix + ".all"); err != nil {
 		nc.Close()
 		return err
+	}
+	if b.opts.SharedUserInterest {
+		if err := b.subscribe(b.userWildcard()); err != nil {
+			nc.Close()
+			return err
+		}
 	}
 	if err := b.startHistory(); err != nil {
 		nc.Close()
@@ -649,9 +662,9 @@ func (b *Backplane) interestLoop() {
 		b.barriers = nil
 		b.mu.Unlock()
 		if all {
-			for _, s := range b.subs {
-				if s.kind != router.KindAll {
-					batch[s.addr] = struct{}{}
+			for subj := range b.subs {
+				if a, ok := b.interestAddr(subj); ok && a.kind != router.KindAll {
+					batch[a] = struct{}{}
 				}
 			}
 			if b.host.EachLocal != nil {
@@ -671,31 +684,38 @@ func (b *Backplane) interestLoop() {
 // A change racing with it marks a dirty again, so the next pass reads the
 // newer truth.
 func (b *Backplane) reconcile(a addr) {
+	if a.kind == router.KindUser && b.opts.SharedUserInterest {
+		return // the wildcard taken at Start covers every user
+	}
 	subj := b.interestSubject(a.kind, a.name)
 	want := b.host.HasLocal != nil && b.host.HasLocal(a.kind, a.name)
-	s, have := b.subs[subj]
+	sub, have := b.subs[subj]
 	switch {
 	case want && !have:
-		if err := b.subscribe(a, subj); err != nil {
+		if err := b.subscribe(subj); err != nil {
 			b.opts.Logger.Warn("nats subscribe failed", "subject", subj, "err", err)
 		}
 	case !want && have:
-		_ = s.sub.Unsubscribe()
+		_ = sub.Unsubscribe()
 		delete(b.subs, subj)
 		b.subscriptions.Add(-1)
 	}
 }
 
+// userWildcard is the one subscription of every user address with
+// Options.SharedUserInterest.
+func (b *Backplane) userWildcard() string { return b.opts.Prefix + ".user.*" }
+
 // subscribe adds a subscription feeding the shared inbox (no goroutine per
 // subscription: a million users means a million subscriptions).
-func (b *Backplane) subscribe(a addr, subj string) error {
+func (b *Backplane) subscribe(subj string) error {
 	sub, err := b.nc.ChanSubscribe(subj, b.inbox)
 	if err != nil {
 		return fmt.Errorf("natsbp: subscribe %s: %w", subj, err)
 	}
 	// No SetPendingLimits: nats.go refuses it on a channel subscription;
 	// the channel's depth and the pump's byte budget bound it (inbound.go).
-	b.subs[subj] = subscription{sub: sub, addr: a}
+	b.subs[subj] = sub
 	b.subscriptions.Add(1)
 	return nil
 }
