@@ -329,15 +329,14 @@ func (ps *presenceService) applyDirty() {
 	ps.mu.Unlock()
 	if overflow {
 		ps.overflows.Add(1)
-		ps.r.reg.tables[KindRoom].Range(func(k, _ any) bool {
-			room := k.(string)
+		rooms, _ := ps.r.reg.tables[KindRoom].snapshot()
+		for _, room := range rooms {
 			for user := range ps.r.reg.roomUserConns(room) {
 				if _, ok := batch[roomUser{room, user}]; !ok {
 					batch[roomUser{room, user}] = 0
 				}
 			}
-			return true
-		})
+		}
 		for _, room := range ps.tr.trackedRooms() {
 			for _, user := range ps.tr.localUsers(room) {
 				if _, ok := batch[roomUser{room, user}]; !ok {
