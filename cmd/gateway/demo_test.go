@@ -90,13 +90,15 @@ func TestDemoBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	open := func(user string) *browsertest.Tab {
+	// open loads the demo as user; extra query parameters pick, for
+	// example, the page's encoding.
+	open := func(user, query string) *browsertest.Tab {
 		tab, err := b.NewTab()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(tab.Close)
-		if err := tab.Navigate(ctx, fmt.Sprintf("http://%s/demo/?room=lobby&token=%s", admin, token(t, user))); err != nil {
+		if err := tab.Navigate(ctx, fmt.Sprintf("http://%s/demo/?room=lobby&token=%s%s", admin, token(t, user), query)); err != nil {
 			t.Fatal(err)
 		}
 		return tab
@@ -109,9 +111,12 @@ func TestDemoBrowser(t *testing.T) {
 		}
 		return v
 	}
-	alice, bob := open("alice"), open("bob")
+	// Bob's page speaks gw.msgpack (the library's own codec, in the
+	// browser), alice's gw.json: they meet in one room.
+	alice, bob := open("alice", ""), open("bob", "&enc=msgpack")
 	wait(alice, "alice joined", `demo.state === "joined" && demo.user`)
 	wait(bob, "bob joined", `demo.state === "joined" && demo.user`)
+	wait(bob, "bob speaks msgpack", `demo.client.ws.protocol === "gw.msgpack" && "ok"`)
 	// Presence: each page sees both users (bob joined last; alice hears
 	// user:joined and asks again).
 	wait(alice, "alice sees bob", `demo.presence.join(",") === "alice,bob" && "ok"`)
@@ -133,7 +138,7 @@ func TestDemoBrowser(t *testing.T) {
 	say(alice, "alice again")
 	wait(bob, "bob gets alice's second", `demo.messages.some(m => m.text === "alice again") && "ok"`)
 	// Presence is live: a third user comes and goes, both pages follow.
-	carol := open("carol")
+	carol := open("carol", "")
 	for name, tab := range map[string]*browsertest.Tab{"alice": alice, "bob": bob} {
 		wait(tab, name+" sees carol", `demo.presence.join(",") === "alice,bob,carol" && "ok"`)
 	}
