@@ -41,7 +41,8 @@ type gatewayCollector struct {
 	histGapFills, histGapFillErrors, histDuplicates, histGapParkDrops,
 	rpcRequests, rpcLatency, rpcInFlight, rpcLate,
 	lagLast, lagMax, draining, loops *prometheus.Desc
-	events, hooks *prometheus.Desc // lifecycle events and hooks (router/events.go, router/hooks.go)
+	events, hooks                                                                       *prometheus.Desc // lifecycle events and hooks (router/events.go, router/hooks.go)
+	presRooms, presPairs, presMessages, presDropped, presResyncs, presLost, presQueries *prometheus.Desc // router/presence.go
 }
 
 func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backplane, lag *lagMonitor, drain func() bool, log *slog.Logger) *gatewayCollector {
@@ -110,8 +111,15 @@ func newGatewayCollector(eng *engine.Engine, rt *router.Router, bp *natsbp.Backp
 		draining: d("draining", "1 while the gateway drains after SIGTERM/SIGINT."),
 		loops:    d("loops", "Event loops configured."),
 
-		events: d("events_total", "Lifecycle events (-events) by result: published (handed to NATS) or dropped (queue full, -event-queue-bytes, or NATS refused them).", "result"),
-		hooks:  d("hooks_total", "Hook answers by hook (connect, join) and outcome: allow, deny, timeout (no answer within -hook-timeout), unavailable (no responder, or the request could not be sent), malformed (treated as deny).", "hook", "outcome"),
+		events:       d("events_total", "Lifecycle events (-events) by result: published (handed to NATS) or dropped (queue full, -event-queue-bytes, or NATS refused them).", "result"),
+		presRooms:    d("presence_rooms", "Rooms whose presence this instance tracks (those with local members)."),
+		presPairs:    d("presence_pairs", "Tracked (room, user) pairs across instances, for the rooms tracked here."),
+		presMessages: d("presence_messages_total", "Presence deltas and state transfers exchanged with other instances, by direction (sent, received).", "direction"),
+		presDropped:  d("presence_dropped_total", "Presence work dropped, by reason: inbox_full (the presence goroutine's inbox), ask_rejected (a client presence query refused by it), send_error (NATS refused a delta), dirty_overflow (too many pending changes: every room re-read).", "reason"),
+		presResyncs:  d("presence_resyncs_total", "State transfers asked for after a gap, a reconnect or an instance's return."),
+		presLost:     d("presence_instances_lost_total", "Instances dropped from presence after -instance-timeout without a heartbeat (their users leave)."),
+		presQueries:  d("presence_remote_queries_total", "Presence questions about rooms not tracked here, asked of the instances that track them, by result (ok, failed).", "result"),
+		hooks:        d("hooks_total", "Hook answers by hook (connect, join) and outcome: allow, deny, timeout (no answer within -hook-timeout), unavailable (no responder, or the request could not be sent), malformed (treated as deny).", "hook", "outcome"),
 	}
 	return c
 }
@@ -130,6 +138,7 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.histGapFills, c.histGapFillErrors, c.histDuplicates, c.histGapParkDrops,
 		c.rpcRequests, c.rpcLatency, c.rpcInFlight, c.rpcLate,
 		c.lagLast, c.lagMax, c.draining, c.loops, c.events, c.hooks,
+		c.presRooms, c.presPairs, c.presMessages, c.presDropped, c.presResyncs, c.presLost, c.presQueries,
 	} {
 		ch <- d
 	}
@@ -237,6 +246,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstHistogram(c.latency, lat.Count, float64(lat.SumNS)/1e9, buckets)
 			c.collectRPC(ch, snaps)
 		}
+		c.collectPresence(ch)
 	}
 	counter(c.slowConsumers, slow)
 	counter(c.dropped, slow, "slow_consumer")
@@ -425,4 +435,27 @@ func (c *gatewayCollector) collectRPC(ch chan<- prometheus.Metric, snaps []route
 		buckets[ub] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(c.rpcLatency, st.Latency.Count, float64(st.Latency.SumNS)/1e9, buckets)
+}
+
+// collectPresence sends the presence tracker's counters (atomics; no loop involved).
+func (c *gatewayCollector) collectPresence(ch chan<- prometheus.Metric) {
+	st := c.rt.PresenceStats()
+	g := func(d *prometheus.Desc, v int) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	n := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	g(c.presRooms, st.Rooms)
+	g(c.presPairs, st.Pairs)
+	n(c.presMessages, st.Sent, "sent")
+	n(c.presMessages, st.Received, "received")
+	n(c.presDropped, st.Dropped, "inbox_full")
+	n(c.presDropped, st.AskRejected, "ask_rejected")
+	n(c.presDropped, st.SendErrors, "send_error")
+	n(c.presDropped, st.DirtyOverflows, "dirty_overflow")
+	n(c.presResyncs, st.Resyncs)
+	n(c.presLost, st.InstancesLost)
+	n(c.presQueries, st.Queries-min(st.Queries, st.QueryFailures), "ok")
+	n(c.presQueries, st.QueryFailures, "failed")
 }

@@ -284,6 +284,18 @@ func TestPresenceCluster(t *testing.T) {
 		}
 	}
 	agree(t, []*presClient{wa, wb}, room, "shared", "ua", "ub", "wa", "wb")
+	for _, id := range []string{"a", "b"} {
+		fams := scrape(t, gws[id])
+		if v, _ := metricValue(fams, "wsgate_presence_instances_lost_total"); v < 1 {
+			t.Errorf("gateway %s: wsgate_presence_instances_lost_total = %v after c was killed, want >= 1", id, v)
+		}
+		if v, _ := metricValue(fams, "wsgate_presence_rooms"); v != 1 {
+			t.Errorf("gateway %s: wsgate_presence_rooms = %v, want 1", id, v)
+		}
+		if v, _ := metricValue(fams, "wsgate_presence_messages_total", "direction", "received"); v < 1 {
+			t.Errorf("gateway %s: wsgate_presence_messages_total{direction=received} = %v, want > 0", id, v)
+		}
+	}
 
 	// Restart c: its users come back with user:joined.
 	gws["c"].Wait(5 * time.Second)
