@@ -76,7 +76,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	e := &o.Engine
 	fs.StringVar(&e.Addr, "addr", engine.DefaultAddr, "WebSocket listen address")
 	fs.StringVar(&e.WSPath, "ws-path", engine.DefaultWSPath, "WebSocket upgrade path; other paths get 404")
-	fs.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listen address (/healthz, /readyz, /metrics, /demo, /api/publish, the control API /api/...); empty disables")
+	fs.StringVar(&o.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listen address (/healthz, /readyz, /metrics, /demo, the JS client /client/wsgate.js, /api/publish, the control API /api/...); empty disables")
 	fs.BoolVar(&o.Echo, "echo", false, "plain RFC 6455 echo endpoint: no auth, no JSON (conformance and benchmarks)")
 	fs.BoolVar(&o.Broadcast, "broadcast", false, "raw broadcast: every message goes unchanged to every other connection (benchmarks)")
 	fs.IntVar(&e.Loops, "loops", 0, "event loops (0 = one per core)")
