@@ -211,6 +211,7 @@ func runPaced(e *Env, in sampler, pool *Pool, mp msgParams, sendersPer []int, to
 	r.Received = m.RecvWindow
 	r.Expected = expected(m.SentWindow)
 	r.Lost = r.Expected - r.Received
+	r.Duplicates = m.Dups
 	// throughput: everything received while the window ran (under overload
 	// this includes backlog from the warmup; latency covers the window's own messages)
 	r.DeliveriesPerSec = float64(p1.Recv-p0.Recv) / win
@@ -231,6 +232,9 @@ func runPaced(e *Env, in sampler, pool *Pool, mp msgParams, sendersPer []int, to
 	}
 	if pr.Other > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d foreign data messages", pr.Other))
+	}
+	if r.Duplicates > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d duplicate deliveries (a seq the connection already had): not counted as received, not in the percentiles", r.Duplicates))
 	}
 	if r.Lost > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d expected messages (%.1f%%) not received within the drain time; latency percentiles cover delivered messages only", r.Lost, r.Expected, 100*float64(r.Lost)/float64(max(r.Expected, 1))))
