@@ -99,3 +99,21 @@ func TestEchoCountsDuplicatesAndLosses(t *testing.T) {
 		t.Fatalf("latency count %+v, want %d (unique deliveries)", r.Latency, r.Received)
 	}
 }
+
+// Both nbio peers deliver every broadcast frame exactly once to every other
+// connection: the batching hub (several publishers, frames of a receiver's
+// own left out) and the earlier RWMutex hub.
+func TestNbioPeersBroadcastExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the nbio peer")
+	}
+	for _, target := range []string{"nbio", "nbio-pool"} {
+		t.Run(target, func(t *testing.T) {
+			e := testEnv(t, target)
+			r := runOne(t, e, "broadcast", "-receivers", "5", "-publishers", "3", "-rate", "300", "-duration", "1s", "-warmup", "200ms", "-drain", "3s")
+			if r.Expected != r.Sent*7 || r.Received != r.Expected || r.Lost != 0 || r.Duplicates != 0 {
+				t.Fatalf("sent %d expected %d received %d lost %d dups %d notes %v", r.Sent, r.Expected, r.Received, r.Lost, r.Duplicates, r.Notes)
+			}
+		})
+	}
+}

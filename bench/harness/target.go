@@ -66,12 +66,17 @@ var Builtin = map[string]TargetSpec{
 	"gateway": {Name: "gateway", Pkg: "./cmd/gateway", Args: []string{"{modeflag}", "-addr", "{addr}", "-admin-addr", "{admin}", "-drain-time", "0s"}, Health: "/healthz",
 		Modes: []string{"echo", "broadcast", "router"}, PprofArgs: []string{"-pprof"}},
 	"gorilla": {Name: "gorilla", Pkg: "./bench/peers/gorilla", Args: []string{"-addr", "{addr}", "-mode", "{mode}"}},
-	"nbio":    {Name: "nbio", Pkg: "./bench/peers/nbio", Args: []string{"-addr", "{addr}", "-mode", "{mode}", "-pollers", "2"}},
+	// nbio as its authors recommend for a light handler: handler on the
+	// pollers, batching broadcast hub (see bench/peers/nbio).
+	"nbio": {Name: "nbio", Pkg: "./bench/peers/nbio", Args: []string{"-addr", "{addr}", "-mode", "{mode}", "-pollers", "2"}},
+	// the earlier nbio peer: nbhttp's default handler goroutine pool, one
+	// write per frame per receiver under a RWMutex
+	"nbio-pool": {Name: "nbio-pool", Pkg: "./bench/peers/nbio", Args: []string{"-addr", "{addr}", "-mode", "{mode}", "-pollers", "2", "-executor", "pool", "-hub", "mutex"}},
 }
 
 // ParseTarget parses a -target value:
 //
-//	gateway | gorilla | nbio            builtin
+//	gateway | gorilla | nbio | nbio-pool | centrifugo   builtin
 //	name=ws://127.0.0.1:9000/ws[#pid]   external, already running
 //	name=/path/bin -flag {addr} ...     custom binary with an argument template
 func ParseTarget(s string) (TargetSpec, error) {
@@ -80,7 +85,7 @@ func ParseTarget(s string) (TargetSpec, error) {
 	}
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" || rest == "" {
-		return TargetSpec{}, fmt.Errorf("target %q: want a builtin (%s) or name=ws://host:port/path[#pid] or name=binary args", s, "gateway, gorilla, nbio")
+		return TargetSpec{}, fmt.Errorf("target %q: want a builtin (%s) or name=ws://host:port/path[#pid] or name=binary args", s, "gateway, gorilla, nbio, nbio-pool, centrifugo")
 	}
 	if strings.HasPrefix(rest, "ws://") {
 		ts := TargetSpec{Name: name, URL: rest}
