@@ -300,7 +300,11 @@ func defineBroadcast(fs *flag.FlagSet, p string) RunFunc {
 		}
 		// give the server a moment to register the last subscribers
 		time.Sleep(200 * time.Millisecond)
-		if err := runPaced(e, in, pool, mp, senders, *pubs, r, func(s int64) int64 { return s * (open - 1) }); err != nil {
+		others := open - 1
+		if in.Spec.SelfDelivery {
+			others = open // a pub/sub server delivers to the publisher too
+		}
+		if err := runPaced(e, in, pool, mp, senders, *pubs, r, func(s int64) int64 { return s * others }); err != nil {
 			return err
 		}
 		_, _ = pool.All(Cmd{Op: "closeall"}, time.Minute)

@@ -46,6 +46,17 @@ type TargetSpec struct {
 	Modes []string
 	// PprofArgs enable net/http/pprof on {admin} (wsbench -profile).
 	PprofArgs []string
+	// Install, when set, provides the binary instead of a build (e.g. a
+	// `go install` of a third-party server into a cache folder).
+	Install func() (string, error)
+	// Prepare, when set, replaces Args: it may write files (a config) into
+	// dir and returns the command line for the instance's address.
+	Prepare func(in *Instance, dir string) ([]string, error)
+	// Codec is the payload codec the target speaks ("" = raw frames).
+	Codec string
+	// SelfDelivery: in broadcast a publisher receives its own messages too
+	// (a pub/sub server), so every message reaches every connection.
+	SelfDelivery bool
 }
 
 // Supports reports whether the target can run in mode.
@@ -162,6 +173,15 @@ func (b *Builder) Binary(ts TargetSpec) (string, error) {
 	if err, ok := b.errs[ts.Name]; ok {
 		return "", err
 	}
+	if ts.Install != nil {
+		p, err := ts.Install()
+		if err != nil {
+			b.errs[ts.Name] = err
+			return "", err
+		}
+		b.done[ts.Name] = p
+		return p, nil
+	}
 	out := filepath.Join(b.Dir, ts.Name)
 	cmd := exec.Command("go", "build", "-o", out, ts.Pkg)
 	cmd.Dir = filepath.Join(b.Root, ts.ModDir)
@@ -243,6 +263,11 @@ func StartWith(b *Builder, ts TargetSpec, mode string, extra []string, logPath s
 	for _, a := range ts.Args {
 		if a = r.Replace(a); a != "" {
 			in.args = append(in.args, a)
+		}
+	}
+	if ts.Prepare != nil {
+		if in.args, err = ts.Prepare(in, b.Dir); err != nil {
+			return nil, fmt.Errorf("%s: %w", ts.Name, err)
 		}
 	}
 	in.args = append(in.args, extra...)

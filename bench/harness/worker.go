@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -45,6 +46,18 @@ const (
 // messages Decode rejected (protocol replies such as joined or error).
 type ControlCodec interface {
 	Control(c *loadclient.Conn, p []byte) int
+}
+
+// ConnEncoder is an optional Codec extension: the payload depends on the
+// sending connection (e.g. its own channel); used instead of Encode.
+type ConnEncoder interface {
+	EncodeFor(c *loadclient.Conn, dst []byte, intendedNs int64, seq uint64, size int) []byte
+}
+
+// LineCodec is an optional Codec extension: a frame may carry several
+// messages, one per line (Centrifugo's JSON protocol batches replies).
+type LineCodec interface {
+	LineDelimited() bool
 }
 
 // PathCodec is an optional Codec extension: a per-connection request path
@@ -578,6 +591,25 @@ func (wl *wloop) OnOpen(c *loadclient.Conn) {
 }
 
 func (wl *wloop) OnMessage(c *loadclient.Conn, op byte, p []byte) {
+	if lc, ok := wl.codec.(LineCodec); ok && lc.LineDelimited() {
+		for len(p) > 0 && c.IsOpen() {
+			line := p
+			if i := bytes.IndexByte(p, '\n'); i >= 0 {
+				line, p = p[:i], p[i+1:]
+			} else {
+				p = nil
+			}
+			if len(line) > 0 {
+				wl.onPayload(c, line)
+			}
+		}
+		return
+	}
+	wl.onPayload(c, p)
+}
+
+// onPayload counts one message: a measured payload or protocol chatter.
+func (wl *wloop) onPayload(c *loadclient.Conn, p []byte) {
 	intended, seq, ok := wl.codec.Decode(p)
 	if !ok {
 		kind := CtlOther
@@ -699,7 +731,11 @@ func (wl *wloop) sendDue(r *runState, now int64) int64 {
 			wl.c.sendFailed.Add(1)
 			continue
 		}
-		wl.scratch = wl.codec.Encode(wl.scratch[:0], intended, seq, r.size)
+		if ce, ok := wl.codec.(ConnEncoder); ok {
+			wl.scratch = ce.EncodeFor(c, wl.scratch[:0], intended, seq, r.size)
+		} else {
+			wl.scratch = wl.codec.Encode(wl.scratch[:0], intended, seq, r.size)
+		}
 		if err := c.WriteMessage(r.op, wl.scratch); err != nil {
 			wl.c.sendFailed.Add(1)
 			continue
