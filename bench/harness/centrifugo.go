@@ -167,9 +167,11 @@ func (c *centrifugoCodec) EncodeFor(cn *loadclient.Conn, dst []byte, intended in
 	dst = strconv.AppendUint(dst, uint64(c.nextID), 10)
 	dst = append(dst, `,"publish":{"channel":"`...)
 	dst = c.appendChannel(dst, cn)
-	dst = append(dst, `","data":{"d":"`...)
+	// data is a JSON string (any JSON value is valid publication data),
+	// so the push carries "data":"wsb1.<stamp>" as the gateway's messages do
+	dst = append(dst, `","data":"`...)
 	dst = appendStamp(dst, intended, seq, size)
-	return append(dst, `"}}}`...)
+	return append(dst, `"}}`...)
 }
 
 func (c *centrifugoCodec) Decode(p []byte) (int64, uint64, bool) {
