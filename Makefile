@@ -69,9 +69,13 @@ fuzz:
 ## (micro-benchmarks: go test -run='^$$' -bench=. -benchmem ./frame/ ./engine/). See docs/benchmarks.md.
 BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
 BENCH_ARGS ?=
+# Optional peers: nbio-pool (nbio on its default handler pool, the earlier
+# peer) and centrifugo (go-installed into the user cache folder on first use),
+# e.g. make bench BENCH_TARGETS=gateway,nbio,nbio-pool,gorilla,centrifugo
+BENCH_TARGETS ?= gateway,nbio,gorilla
 bench:
 	$(GO) build -o $(BIN)/wsbench ./cmd/wsbench
-	$(BIN)/wsbench compare -targets gateway,nbio,gorilla -out $(BENCH_OUT) -profile \
+	$(BIN)/wsbench compare -targets $(BENCH_TARGETS) -out $(BENCH_OUT) -profile \
 		-scenarios idle,connect,echo,broadcast,reconnect,room \
 		-idle.counts 0,2k,5k,10k -idle.settle 1s \
 		-connect.conns 10000 \
@@ -84,7 +88,7 @@ bench:
 ## reconnect 10k) plus the router scenarios (room vs raw, p2p, cross-instance, slow consumers), with gateway CPU profiles
 bench-full:
 	$(GO) build -o $(BIN)/wsbench ./cmd/wsbench
-	$(BIN)/wsbench compare -targets gateway,nbio,gorilla -out $(BENCH_OUT) -profile \
+	$(BIN)/wsbench compare -targets $(BENCH_TARGETS) -out $(BENCH_OUT) -profile \
 		-scenarios idle,connect,echo,broadcast,reconnect,room,p2p,cross,slow $(BENCH_ARGS)
 
 ## conformance: Autobahn|Testsuite against gateway -echo (AUTOBAHN_DIR, see scripts/conformance.sh)

@@ -211,6 +211,7 @@ func runPaced(e *Env, in sampler, pool *Pool, mp msgParams, sendersPer []int, to
 	r.Received = m.RecvWindow
 	r.Expected = expected(m.SentWindow)
 	r.Lost = r.Expected - r.Received
+	r.Duplicates = m.Dups
 	// throughput: everything received while the window ran (under overload
 	// this includes backlog from the warmup; latency covers the window's own messages)
 	r.DeliveriesPerSec = float64(p1.Recv-p0.Recv) / win
@@ -231,6 +232,9 @@ func runPaced(e *Env, in sampler, pool *Pool, mp msgParams, sendersPer []int, to
 	}
 	if pr.Other > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d foreign data messages", pr.Other))
+	}
+	if r.Duplicates > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d duplicate deliveries (a seq the connection already had): not counted as received, not in the percentiles", r.Duplicates))
 	}
 	if r.Lost > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d expected messages (%.1f%%) not received within the drain time; latency percentiles cover delivered messages only", r.Lost, r.Expected, 100*float64(r.Lost)/float64(max(r.Expected, 1))))
@@ -296,7 +300,11 @@ func defineBroadcast(fs *flag.FlagSet, p string) RunFunc {
 		}
 		// give the server a moment to register the last subscribers
 		time.Sleep(200 * time.Millisecond)
-		if err := runPaced(e, in, pool, mp, senders, *pubs, r, func(s int64) int64 { return s * (open - 1) }); err != nil {
+		others := open - 1
+		if in.Spec.SelfDelivery {
+			others = open // a pub/sub server delivers to the publisher too
+		}
+		if err := runPaced(e, in, pool, mp, senders, *pubs, r, func(s int64) int64 { return s * others }); err != nil {
 			return err
 		}
 		_, _ = pool.All(Cmd{Op: "closeall"}, time.Minute)

@@ -150,27 +150,41 @@ func appendStamp(dst []byte, intended int64, seq uint64, size int) []byte {
 	return dst
 }
 
-// parseStamp finds the stamp in a delivered message.
-func parseStamp(p []byte) (int64, bool) {
+// parseStamp finds the stamp (intended send time and seq) in a delivered message.
+func parseStamp(p []byte) (int64, uint64, bool) {
 	i := bytes.Index(p, stampKey)
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	i += len(stampKey)
-	if len(p) < i+19 {
-		return 0, false
+	if len(p) < i+19+1+16 {
+		return 0, 0, false
 	}
 	var v int64
 	for _, ch := range p[i : i+19] {
 		if ch < '0' || ch > '9' {
-			return 0, false
+			return 0, 0, false
 		}
 		v = v*10 + int64(ch-'0')
 	}
-	return v, true
+	if p[i+19] != '.' {
+		return 0, 0, false
+	}
+	var seq uint64
+	for _, ch := range p[i+20 : i+36] {
+		switch {
+		case ch >= '0' && ch <= '9':
+			seq = seq<<4 | uint64(ch-'0')
+		case ch >= 'a' && ch <= 'f':
+			seq = seq<<4 | uint64(ch-'a'+10)
+		default:
+			return 0, 0, false
+		}
+	}
+	return v, seq, true
 }
 
-func (c *jsonCodec) Decode(p []byte) (int64, bool) { return parseStamp(p) }
+func (c *jsonCodec) Decode(p []byte) (int64, uint64, bool) { return parseStamp(p) }
 
 func (c *jsonCodec) Control(cn *loadclient.Conn, p []byte) int {
 	switch {

@@ -199,6 +199,7 @@ func addProgress(a, b Progress) Progress {
 	a.Ready += b.Ready
 	a.SlowRecv += b.SlowRecv
 	a.Errors += b.Errors
+	a.Dups += b.Dups
 	return a
 }
 

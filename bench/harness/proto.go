@@ -81,6 +81,7 @@ type Progress struct {
 	Ready      int64 `json:"ready"`     // connections the codec reported ready (e.g. room joined)
 	SlowRecv   int64 `json:"slow_recv"` // measured payloads received by slow connections (not in Recv)
 	Errors     int64 `json:"errors"`    // protocol error replies (codec-classified)
+	Dups       int64 `json:"dups"`      // measured payloads a connection had already received (same seq; not in Recv)
 }
 
 // Event is a worker -> parent line.

@@ -23,12 +23,12 @@ func TestJSONCodecRoundTrip(t *testing.T) {
 	}
 	// a delivery as the gateway writes it
 	del := []byte(`{"type":"message","room":"r1","from":"u12","data":"` + data + `","id":"a1b2-0-2s","ts":1764580000000}`)
-	got, ok := c.Decode(del)
-	if !ok || got != now {
-		t.Fatalf("decode %d %v, want %d", got, ok, now)
+	got, seq, ok := c.Decode(del)
+	if !ok || got != now || seq != 0xabc {
+		t.Fatalf("decode %d seq %x %v, want %d seq abc", got, seq, ok, now)
 	}
 	for _, p := range []string{`{"type":"joined","room":"r1"}`, `{"type":"auth:ok","user":"u1"}`, `{"type":"error","code":"not_joined"}`, `{"type":"gap","dropped":1}`} {
-		if _, ok := c.Decode([]byte(p)); ok {
+		if _, _, ok := c.Decode([]byte(p)); ok {
 			t.Fatalf("decoded %s", p)
 		}
 	}

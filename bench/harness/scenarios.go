@@ -33,7 +33,7 @@ type Common struct {
 
 // Register adds the common flags.
 func (c *Common) Register(fs *flag.FlagSet, defTargets string) {
-	fs.StringVar(&c.Targets, "targets", defTargets, "comma-separated targets: gateway, gorilla, nbio, name=ws://host:port/path[#pid], name=binary args-with-{addr}-{admin}-{mode}-{modeflag}")
+	fs.StringVar(&c.Targets, "targets", defTargets, "comma-separated targets: gateway, gorilla, nbio, nbio-pool (nbio on its default handler pool), centrifugo (installed with go install into the user cache folder on first use), name=ws://host:port/path[#pid], name=binary args-with-{addr}-{admin}-{mode}-{modeflag}")
 	fs.StringVar(&c.Out, "out", "", "results folder (default bench/results/<timestamp> under the module root)")
 	fs.StringVar(&c.Src, "src", "", "module root to build targets from (default: found from the cwd)")
 	fs.IntVar(&c.PerWorker, "per-worker", 19000, "connections per client worker process (open-file limit is 20000 per process)")
@@ -260,7 +260,12 @@ func (e *Env) sourcesFor(i int) []string {
 
 // pool starts workers for n connections against in.
 func (e *Env) pool(in *Instance, n int, codec string) (*Pool, []int, error) {
-	return e.poolOpts(poolOpts{addrs: []string{in.Addr}, path: in.Path, n: n, codec: codec})
+	var args map[string]string
+	if codec == "" && in.Spec.Codec != "" {
+		// the target speaks its own protocol (centrifugo)
+		codec, args = in.Spec.Codec, map[string]string{"mode": in.Mode}
+	}
+	return e.poolOpts(poolOpts{addrs: []string{in.Addr}, path: in.Path, n: n, codec: codec, codecArgs: args})
 }
 
 type poolOpts struct {

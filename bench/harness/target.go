@@ -46,6 +46,17 @@ type TargetSpec struct {
 	Modes []string
 	// PprofArgs enable net/http/pprof on {admin} (wsbench -profile).
 	PprofArgs []string
+	// Install, when set, provides the binary instead of a build (e.g. a
+	// `go install` of a third-party server into a cache folder).
+	Install func() (string, error)
+	// Prepare, when set, replaces Args: it may write files (a config) into
+	// dir and returns the command line for the instance's address.
+	Prepare func(in *Instance, dir string) ([]string, error)
+	// Codec is the payload codec the target speaks ("" = raw frames).
+	Codec string
+	// SelfDelivery: in broadcast a publisher receives its own messages too
+	// (a pub/sub server), so every message reaches every connection.
+	SelfDelivery bool
 }
 
 // Supports reports whether the target can run in mode.
@@ -66,12 +77,17 @@ var Builtin = map[string]TargetSpec{
 	"gateway": {Name: "gateway", Pkg: "./cmd/gateway", Args: []string{"{modeflag}", "-addr", "{addr}", "-admin-addr", "{admin}", "-drain-time", "0s"}, Health: "/healthz",
 		Modes: []string{"echo", "broadcast", "router"}, PprofArgs: []string{"-pprof"}},
 	"gorilla": {Name: "gorilla", Pkg: "./bench/peers/gorilla", Args: []string{"-addr", "{addr}", "-mode", "{mode}"}},
-	"nbio":    {Name: "nbio", Pkg: "./bench/peers/nbio", Args: []string{"-addr", "{addr}", "-mode", "{mode}", "-pollers", "2"}},
+	// nbio as its authors recommend for a light handler: handler on the
+	// pollers, batching broadcast hub (see bench/peers/nbio).
+	"nbio": {Name: "nbio", Pkg: "./bench/peers/nbio", Args: []string{"-addr", "{addr}", "-mode", "{mode}", "-pollers", "2"}},
+	// the earlier nbio peer: nbhttp's default handler goroutine pool, one
+	// write per frame per receiver under a RWMutex
+	"nbio-pool": {Name: "nbio-pool", Pkg: "./bench/peers/nbio", Args: []string{"-addr", "{addr}", "-mode", "{mode}", "-pollers", "2", "-executor", "pool", "-hub", "mutex"}},
 }
 
 // ParseTarget parses a -target value:
 //
-//	gateway | gorilla | nbio            builtin
+//	gateway | gorilla | nbio | nbio-pool | centrifugo   builtin
 //	name=ws://127.0.0.1:9000/ws[#pid]   external, already running
 //	name=/path/bin -flag {addr} ...     custom binary with an argument template
 func ParseTarget(s string) (TargetSpec, error) {
@@ -80,7 +96,7 @@ func ParseTarget(s string) (TargetSpec, error) {
 	}
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" || rest == "" {
-		return TargetSpec{}, fmt.Errorf("target %q: want a builtin (%s) or name=ws://host:port/path[#pid] or name=binary args", s, "gateway, gorilla, nbio")
+		return TargetSpec{}, fmt.Errorf("target %q: want a builtin (%s) or name=ws://host:port/path[#pid] or name=binary args", s, "gateway, gorilla, nbio, nbio-pool, centrifugo")
 	}
 	if strings.HasPrefix(rest, "ws://") {
 		ts := TargetSpec{Name: name, URL: rest}
@@ -156,6 +172,15 @@ func (b *Builder) Binary(ts TargetSpec) (string, error) {
 	}
 	if err, ok := b.errs[ts.Name]; ok {
 		return "", err
+	}
+	if ts.Install != nil {
+		p, err := ts.Install()
+		if err != nil {
+			b.errs[ts.Name] = err
+			return "", err
+		}
+		b.done[ts.Name] = p
+		return p, nil
 	}
 	out := filepath.Join(b.Dir, ts.Name)
 	cmd := exec.Command("go", "build", "-o", out, ts.Pkg)
@@ -238,6 +263,11 @@ func StartWith(b *Builder, ts TargetSpec, mode string, extra []string, logPath s
 	for _, a := range ts.Args {
 		if a = r.Replace(a); a != "" {
 			in.args = append(in.args, a)
+		}
+	}
+	if ts.Prepare != nil {
+		if in.args, err = ts.Prepare(in, b.Dir); err != nil {
+			return nil, fmt.Errorf("%s: %w", ts.Name, err)
 		}
 	}
 	in.args = append(in.args, extra...)

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -28,9 +29,9 @@ type Codec interface {
 	Open(c *loadclient.Conn)
 	// Encode appends the payload of one paced message (about size bytes).
 	Encode(dst []byte, intendedNs int64, seq uint64, size int) []byte
-	// Decode returns the intended send time carried by a received payload;
-	// ok=false for messages that are not measured payloads.
-	Decode(p []byte) (intendedNs int64, ok bool)
+	// Decode returns the intended send time and the seq carried by a
+	// received payload; ok=false for messages that are not measured payloads.
+	Decode(p []byte) (intendedNs int64, seq uint64, ok bool)
 }
 
 // Control classes returned by ControlCodec.Control.
@@ -45,6 +46,18 @@ const (
 // messages Decode rejected (protocol replies such as joined or error).
 type ControlCodec interface {
 	Control(c *loadclient.Conn, p []byte) int
+}
+
+// ConnEncoder is an optional Codec extension: the payload depends on the
+// sending connection (e.g. its own channel); used instead of Encode.
+type ConnEncoder interface {
+	EncodeFor(c *loadclient.Conn, dst []byte, intendedNs int64, seq uint64, size int) []byte
+}
+
+// LineCodec is an optional Codec extension: a frame may carry several
+// messages, one per line (Centrifugo's JSON protocol batches replies).
+type LineCodec interface {
+	LineDelimited() bool
 }
 
 // PathCodec is an optional Codec extension: a per-connection request path
@@ -88,11 +101,11 @@ func (rawCodec) Encode(dst []byte, intended int64, seq uint64, size int) []byte 
 	}
 	return dst
 }
-func (rawCodec) Decode(p []byte) (int64, bool) {
+func (rawCodec) Decode(p []byte) (int64, uint64, bool) {
 	if len(p) < MinRawSize || [4]byte(p[8:12]) != rawMagic {
-		return 0, false
+		return 0, 0, false
 	}
-	return int64(binary.LittleEndian.Uint64(p)), true
+	return int64(binary.LittleEndian.Uint64(p)), binary.LittleEndian.Uint64(p[12:20]), true
 }
 
 // connection tags
@@ -105,6 +118,9 @@ const (
 type counters struct {
 	dials, failed, closed, sent, sendFailed, recv, recvWindow, sentWindow, other, reopened, connecting atomic.Int64
 	ready, slowRecv, errors                                                                            atomic.Int64
+	// dups counts measured payloads a connection had already received
+	// (same seq); they are not in recv/recvWindow.
+	dups atomic.Int64
 }
 
 type runState struct {
@@ -129,6 +145,7 @@ type wloop struct {
 	l       *loadclient.Loop
 	codec   Codec
 	conns   []*loadclient.Conn
+	seen    []seqSet // by slot: seqs received since the last run command
 	tries   []uint8
 	scratch []byte
 	rng     *rand.Rand
@@ -332,6 +349,7 @@ func (w *worker) progress() Progress {
 		p.Ready += c.ready.Load()
 		p.SlowRecv += c.slowRecv.Load()
 		p.Errors += c.errors.Load()
+		p.Dups += c.dups.Load()
 	}
 	return p
 }
@@ -363,6 +381,7 @@ func (w *worker) handle(c *Cmd) (Event, error) {
 				wl.connectDone = ch
 				for len(wl.conns) < want {
 					wl.conns = append(wl.conns, nil)
+					wl.seen = append(wl.seen, seqSet{})
 					wl.tries = append(wl.tries, 0)
 				}
 			})
@@ -392,6 +411,9 @@ func (w *worker) handle(c *Cmd) (Event, error) {
 			wl := wl
 			wl.l.Post(func() {
 				wl.winFrom, wl.winTo = c.MeasureFrom, c.MeasureTo
+				for i := range wl.seen {
+					wl.seen[i].reset()
+				}
 				if wl.slow > 0 {
 					// slow consumers stop reading now, read again at ResumeNs
 					wl.resumeAt = c.ResumeNs
@@ -456,7 +478,7 @@ func (w *worker) handle(c *Cmd) (Event, error) {
 						cn.Close(false)
 					}
 				}
-				wl.conns, wl.tries, wl.want, wl.nextSlot = nil, nil, 0, 0
+				wl.conns, wl.seen, wl.tries, wl.want, wl.nextSlot = nil, nil, nil, 0, 0
 			})
 		}
 		p := w.progress()
@@ -569,7 +591,26 @@ func (wl *wloop) OnOpen(c *loadclient.Conn) {
 }
 
 func (wl *wloop) OnMessage(c *loadclient.Conn, op byte, p []byte) {
-	intended, ok := wl.codec.Decode(p)
+	if lc, ok := wl.codec.(LineCodec); ok && lc.LineDelimited() {
+		for len(p) > 0 && c.IsOpen() {
+			line := p
+			if i := bytes.IndexByte(p, '\n'); i >= 0 {
+				line, p = p[:i], p[i+1:]
+			} else {
+				p = nil
+			}
+			if len(line) > 0 {
+				wl.onPayload(c, line)
+			}
+		}
+		return
+	}
+	wl.onPayload(c, p)
+}
+
+// onPayload counts one message: a measured payload or protocol chatter.
+func (wl *wloop) onPayload(c *loadclient.Conn, p []byte) {
+	intended, seq, ok := wl.codec.Decode(p)
 	if !ok {
 		kind := CtlOther
 		if cc, isCC := wl.codec.(ControlCodec); isCC {
@@ -587,6 +628,10 @@ func (wl *wloop) OnMessage(c *loadclient.Conn, op byte, p []byte) {
 	}
 	if c.Tag == tagSlow {
 		wl.c.slowRecv.Add(1)
+		return
+	}
+	if slot := int(c.ID); slot < len(wl.seen) && !wl.seen[slot].add(seq) {
+		wl.c.dups.Add(1)
 		return
 	}
 	wl.c.recv.Add(1)
@@ -686,7 +731,11 @@ func (wl *wloop) sendDue(r *runState, now int64) int64 {
 			wl.c.sendFailed.Add(1)
 			continue
 		}
-		wl.scratch = wl.codec.Encode(wl.scratch[:0], intended, seq, r.size)
+		if ce, ok := wl.codec.(ConnEncoder); ok {
+			wl.scratch = ce.EncodeFor(c, wl.scratch[:0], intended, seq, r.size)
+		} else {
+			wl.scratch = wl.codec.Encode(wl.scratch[:0], intended, seq, r.size)
+		}
 		if err := c.WriteMessage(r.op, wl.scratch); err != nil {
 			wl.c.sendFailed.Add(1)
 			continue

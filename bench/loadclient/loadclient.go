@@ -35,7 +35,8 @@ type Handler interface {
 	OnOpen(c *Conn)
 	// OnMessage: one complete data frame (op text/binary). For a fragmented
 	// message only the first fragment is delivered. payload is only valid
-	// during the call. The receive time is c.Loop().Now().
+	// during the call. The receive time is c.Loop().Now(), stamped right
+	// after the read(2) that brought the frame's last byte.
 	OnMessage(c *Conn, op byte, payload []byte)
 	// OnClose: the connection is gone. wasOpen is false for a failed connect
 	// or upgrade; reason is a short classifier ("refused", "timeout",
@@ -218,7 +219,11 @@ func NewLoop(cfg Config, h Handler) (*Loop, error) {
 	return l, nil
 }
 
-// Now is the loop's clock (unix ns), refreshed after every epoll wait.
+// Now is the loop's clock (unix ns), refreshed after every epoll wait and
+// after every successful read: frames parsed out of one read share its stamp,
+// frames of the next connection in the same epoll batch get their own (a
+// stamp per epoll_wait would date the last socket's frames to before the
+// loop had read the sockets ahead of it).
 func (l *Loop) Now() int64 { return l.now }
 
 // Open is the number of open connections (safe from any goroutine).
@@ -679,6 +684,7 @@ func (l *Loop) readable(c *Conn) {
 			c.rbuf = nb
 		}
 		n, err := unix.Read(int(c.fd), c.rbuf[len(c.rbuf):cap(c.rbuf)])
+		l.now = time.Now().UnixNano()
 		if !l.readOK(c, n, err) {
 			return
 		}
@@ -687,6 +693,7 @@ func (l *Loop) readable(c *Conn) {
 	} else {
 		off := copy(l.rbuf, c.rbuf)
 		n, err := unix.Read(int(c.fd), l.rbuf[off:])
+		l.now = time.Now().UnixNano()
 		if !l.readOK(c, n, err) {
 			return
 		}

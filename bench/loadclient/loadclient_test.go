@@ -301,3 +301,62 @@ func TestUpgradeTimeout(t *testing.T) {
 	l.Call(func() { _, _ = l.Dial(tg, 1, 0) })
 	waitFor(t, "upgrade-timeout", func() bool { _, _, cl := h.snapshot(); return cl["upgrade-timeout"] == 1 })
 }
+
+// stampHandler records the loop clock at every delivery, per connection.
+type stampHandler struct {
+	testHandler
+	stamps map[int32][]int64
+}
+
+func (h *stampHandler) OnMessage(c *Conn, op byte, p []byte) {
+	h.mu.Lock()
+	h.stamps[c.ID] = append(h.stamps[c.ID], c.Loop().Now())
+	h.mu.Unlock()
+	h.testHandler.OnMessage(c, op, p)
+}
+
+// Frames of different connections that one epoll_wait reports together get
+// their own receive stamps (taken after each read), not the wait's time.
+func TestReceiveStampPerRead(t *testing.T) {
+	addr, stop := echoServer(t)
+	defer stop()
+	h := &stampHandler{testHandler: testHandler{closed: map[string]int{}, got: map[int32][][]byte{}}, stamps: map[int32][]int64{}}
+	// a long minimum iteration: the loop sleeps while both echoes arrive,
+	// so one epoll_wait returns both sockets
+	l, err := NewLoop(Config{MinIteration: 200 * time.Millisecond}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Run()
+	defer func() { l.Stop(); <-l.Done() }()
+	tg, err := NewTarget(addr, "/ws", netip.Addr{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]*Conn, 2)
+	l.Call(func() {
+		for i := range conns {
+			if conns[i], err = l.Dial(tg, int32(i), 0); err != nil {
+				t.Errorf("dial: %v", err)
+			}
+		}
+	})
+	waitFor(t, "opens", func() bool { o, _, _ := h.snapshot(); return o == 2 })
+	var before int64
+	l.Call(func() {
+		before = time.Now().UnixNano()
+		for _, c := range conns {
+			_ = c.WriteMessage(wsproto.OpBinary, []byte("stamp"))
+		}
+	})
+	waitFor(t, "echoes", func() bool { _, n, _ := h.snapshot(); return n == 2 })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, b := h.stamps[0][0], h.stamps[1][0]
+	if a < before || b < before {
+		t.Fatalf("stamps %d %d before the send at %d", a, b, before)
+	}
+	if a == b {
+		t.Fatalf("both connections' frames stamped %d: one stamp per epoll_wait, not per read", a)
+	}
+}

@@ -15,6 +15,9 @@ type Metric struct {
 	LowerBetter bool
 	Get         func(Result) float64
 	Fmt         func(float64) string
+	// Loss: a latency percentile over delivered messages only; tables show
+	// the run's losses next to it, so a target cannot look fast by dropping.
+	Loss bool
 }
 
 func lat(f func(r Result) int64) func(Result) float64 {
@@ -25,38 +28,38 @@ func durF(v float64) string { return Dur(int64(v)) }
 
 // Metrics are the numbers the compare command puts side by side.
 var Metrics = []Metric{
-	{"idle", "server bytes/conn", true, func(r Result) float64 { return r.BytesPerConn }, Bytes},
-	{"idle", "baseline RSS", true, func(r Result) float64 { return float64(r.BaselineRSS) }, Bytes},
-	{"connect", "upgrades/s", false, func(r Result) float64 { return r.UpgradesPerSec }, Rate},
-	{"connect", "connect p99", true, lat(func(r Result) int64 { return sum(r.ConnectLatency).P99 }), durF},
-	{"echo", "recv/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
-	{"echo", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF},
-	{"echo", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
-	{"echo", "p99.9", true, lat(func(r Result) int64 { return sum(r.Latency).P999 }), durF},
-	{"echo", "server CPU µs/msg", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.2fµs", v) }},
-	{"broadcast", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
-	{"broadcast", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF},
-	{"broadcast", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
-	{"broadcast", "server CPU µs/delivery", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.3fµs", v) }},
-	{"reconnect", "all back after kill", true, func(r Result) float64 { return r.ReconnectAllMs }, func(v float64) string { return fmt.Sprintf("%.0fms", v) }},
-	{"room", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
-	{"room", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
-	{"p2p", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
-	{"p2p", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
-	{"cross", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
-	{"cross", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
-	{"slow", "healthy deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
-	{"slow", "healthy p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
+	{"idle", "server bytes/conn", true, func(r Result) float64 { return r.BytesPerConn }, Bytes, false},
+	{"idle", "baseline RSS", true, func(r Result) float64 { return float64(r.BaselineRSS) }, Bytes, false},
+	{"connect", "upgrades/s", false, func(r Result) float64 { return r.UpgradesPerSec }, Rate, false},
+	{"connect", "connect p99", true, lat(func(r Result) int64 { return sum(r.ConnectLatency).P99 }), durF, false},
+	{"echo", "recv/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate, false},
+	{"echo", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF, true},
+	{"echo", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF, true},
+	{"echo", "p99.9", true, lat(func(r Result) int64 { return sum(r.Latency).P999 }), durF, true},
+	{"echo", "server CPU µs/msg", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.2fµs", v) }, false},
+	{"broadcast", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate, false},
+	{"broadcast", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF, true},
+	{"broadcast", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF, true},
+	{"broadcast", "server CPU µs/delivery", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.3fµs", v) }, false},
+	{"reconnect", "all back after kill", true, func(r Result) float64 { return r.ReconnectAllMs }, func(v float64) string { return fmt.Sprintf("%.0fms", v) }, false},
+	{"room", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate, false},
+	{"room", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF, true},
+	{"p2p", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate, false},
+	{"p2p", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF, true},
+	{"cross", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate, false},
+	{"cross", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF, true},
+	{"slow", "healthy deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate, false},
+	{"slow", "healthy p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF, true},
 }
 
 // pairMetrics are compared between a router result and its baseline in the
 // same run (room: target vs target-raw; cross: target vs target-single).
 var pairMetrics = []Metric{
-	{"", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate},
-	{"", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF},
-	{"", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF},
-	{"", "p99.9", true, lat(func(r Result) int64 { return sum(r.Latency).P999 }), durF},
-	{"", "server CPU µs/delivery", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.3fµs", v) }},
+	{"", "deliveries/s", false, func(r Result) float64 { return r.DeliveriesPerSec }, Rate, false},
+	{"", "p50", true, lat(func(r Result) int64 { return sum(r.Latency).P50 }), durF, true},
+	{"", "p99", true, lat(func(r Result) int64 { return sum(r.Latency).P99 }), durF, true},
+	{"", "p99.9", true, lat(func(r Result) int64 { return sum(r.Latency).P999 }), durF, true},
+	{"", "server CPU µs/delivery", true, func(r Result) float64 { return r.ServerCPUPerMsgUs }, func(v float64) string { return fmt.Sprintf("%.3fµs", v) }, false},
 }
 
 // PairBaselines names the baseline target suffix of the paired scenarios.
@@ -72,7 +75,10 @@ type PairRow struct {
 	Base     float64 `json:"base_value"`
 	Ratio    float64 `json:"ratio"` // value/base
 	Better   string  `json:"better"`
-	fmt      func(float64) string
+	// loss notes of both sides (latency percentiles only)
+	ValueLoss string `json:"value_loss,omitempty"`
+	BaseLoss  string `json:"base_loss,omitempty"`
+	fmt       func(float64) string
 }
 
 // Pairs compares each room/cross result with its baseline from the same run.
@@ -95,6 +101,8 @@ func Pairs(rs []Result) []PairRow {
 			if row.Base != 0 {
 				row.Ratio = row.Value / row.Base
 			}
+			row.ValueLoss = LossNote(r.Lost, r.Expected, r.Duplicates, m.Loss)
+			row.BaseLoss = LossNote(b.Lost, b.Expected, b.Duplicates, m.Loss)
 			out = append(out, row)
 		}
 	}
@@ -112,7 +120,7 @@ func PairMarkdown(w io.Writer, rows []PairRow) {
 		if f == nil {
 			f = defFmt
 		}
-		fmt.Fprintf(w, "| %s (%s vs %s) | %s | %s | %s | %.2fx | %s |\n", r.Scenario, r.Target, r.Baseline, r.Metric, f(r.Value), f(r.Base), r.Ratio, r.Better)
+		fmt.Fprintf(w, "| %s (%s vs %s) | %s | %s%s | %s%s | %.2fx | %s |\n", r.Scenario, r.Target, r.Baseline, r.Metric, f(r.Value), r.ValueLoss, f(r.Base), r.BaseLoss, r.Ratio, r.Better)
 	}
 }
 
@@ -139,6 +147,11 @@ type Ratio struct {
 	Values   map[string]float64 `json:"values"`
 	Ratios   map[string]float64 `json:"ratios"` // key "base/other"
 	Better   string             `json:"better"` // "lower" or "higher"
+	// Lost and Dups per target, only for latency percentiles (Metric.Loss):
+	// messages expected but not delivered, and deliveries of a seq twice.
+	Lost     map[string]int64 `json:"lost,omitempty"`
+	Expected map[string]int64 `json:"expected,omitempty"`
+	Dups     map[string]int64 `json:"dups,omitempty"`
 }
 
 // Ratios computes base/other for every metric present.
@@ -154,6 +167,12 @@ func Ratios(rs []Result, base string, others []string) []Ratio {
 			if res, ok := find(rs, m.Scenario, t); ok {
 				r.Values[t] = m.Get(res)
 				any = true
+				if m.Loss {
+					if r.Lost == nil {
+						r.Lost, r.Expected, r.Dups = map[string]int64{}, map[string]int64{}, map[string]int64{}
+					}
+					r.Lost[t], r.Expected[t], r.Dups[t] = res.Lost, res.Expected, res.Duplicates
+				}
 			}
 		}
 		if !any {
@@ -169,6 +188,22 @@ func Ratios(rs []Result, base string, others []string) []Ratio {
 		out = append(out, r)
 	}
 	return out
+}
+
+// LossNote is the suffix a latency percentile carries: how many expected
+// messages the percentile does not cover (lost), and duplicates if any.
+func LossNote(lost, expected, dups int64, show bool) string {
+	if !show {
+		return ""
+	}
+	s := " (0 lost)"
+	if lost != 0 {
+		s = fmt.Sprintf(" (%d lost, %.2f%%)", lost, 100*float64(lost)/float64(max(expected, 1)))
+	}
+	if dups > 0 {
+		s = s[:len(s)-1] + fmt.Sprintf(", %d dup)", dups)
+	}
+	return s
 }
 
 func metricFmt(scen, name string) func(float64) string {
@@ -196,7 +231,7 @@ func Markdown(w io.Writer, title string, ratios []Ratio, base string, others []s
 		fmt.Fprintf(w, "| %s | %s |", r.Scenario, r.Metric)
 		for _, c := range cols {
 			if v, ok := r.Values[c]; ok {
-				fmt.Fprintf(w, " %s |", f(v))
+				fmt.Fprintf(w, " %s%s |", f(v), LossNote(r.Lost[c], r.Expected[c], r.Dups[c], r.Lost != nil))
 			} else {
 				fmt.Fprintf(w, " n/a |")
 			}

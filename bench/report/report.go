@@ -50,7 +50,8 @@ type Result struct {
 	Sent             int64          `json:"sent,omitempty"`
 	Received         int64          `json:"received,omitempty"`
 	Expected         int64          `json:"expected,omitempty"`
-	Lost             int64          `json:"lost,omitempty"`
+	Lost             int64          `json:"lost,omitempty"`             // expected - unique received (by seq)
+	Duplicates       int64          `json:"duplicates,omitempty"`       // deliveries of a seq the connection already had (not in Received)
 	DeliveriesPerSec float64        `json:"deliveries_per_s,omitempty"` // received per second of the window
 	Latency          *hist.Summary  `json:"latency_ns,omitempty"`
 	LatencyHist      *hist.Snapshot `json:"latency_hist,omitempty"`
@@ -221,7 +222,7 @@ func Table(w io.Writer, rs []Result) {
 					r.ServerDownMs, r.ReconnectAllMs, Dur(l.P50), Dur(l.P99), r.DialAttempts, failStr(r.Failures))
 			}
 		default:
-			fmt.Fprintln(tw, "target\tstatus\tconns\toffered\tsent/s\trecv/s\texpected\tlost\tp50\tp99\tp999\tmax\tsrv cpu/msg\tsrv cpu s\tclient lag p99")
+			fmt.Fprintln(tw, "target\tstatus\tconns\toffered\tsent/s\trecv/s\texpected\tlost\tdups\tp50\tp99\tp999\tmax\tsrv cpu/msg\tsrv cpu s\tclient lag p99")
 			for _, r := range byScen[s] {
 				l := r.Latency
 				if l == nil {
@@ -231,8 +232,8 @@ func Table(w io.Writer, rs []Result) {
 				if r.SendLag != nil {
 					lag = r.SendLag.P99
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%.2fµs\t%.2f\t%s\n", r.Target, status(r), r.Conns,
-					Rate(r.OfferedRate), Rate(r.SentRate), Rate(r.DeliveriesPerSec), r.Expected, r.Lost,
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2fµs\t%.2f\t%s\n", r.Target, status(r), r.Conns,
+					Rate(r.OfferedRate), Rate(r.SentRate), Rate(r.DeliveriesPerSec), r.Expected, r.Lost, r.Duplicates,
 					Dur(l.P50), Dur(l.P99), Dur(l.P999), Dur(l.Max), r.ServerCPUPerMsgUs, r.ServerCPUSec, Dur(lag))
 			}
 		}

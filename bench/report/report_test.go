@@ -144,3 +144,27 @@ func TestLeastSquares(t *testing.T) {
 		t.Fatalf("slope %v intercept %v", s, i)
 	}
 }
+
+// Every latency percentile in the compare table carries the run's losses
+// (and duplicates), so a target cannot look fast by not delivering.
+func TestMarkdownShowsLossNextToPercentiles(t *testing.T) {
+	rs := sample()
+	rs[1].Expected, rs[1].Received, rs[1].Lost, rs[1].Duplicates = 200000, 190000, 10000, 7
+	var b strings.Builder
+	Markdown(&b, "t", Ratios(rs, "gateway", []string{"nbio"}), "gateway", []string{"nbio"})
+	out := b.String()
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "| echo | p") {
+			continue
+		}
+		if !strings.Contains(line, "(0 lost)") || !strings.Contains(line, "(10000 lost, 5.00%, 7 dup)") {
+			t.Fatalf("percentile row without losses: %s", line)
+		}
+	}
+	if !strings.Contains(out, "| echo | p99 |") {
+		t.Fatalf("no echo p99 row:\n%s", out)
+	}
+	if n := LossNote(0, 10, 0, false); n != "" {
+		t.Fatalf("loss note on a non-latency metric: %q", n)
+	}
+}
