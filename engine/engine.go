@@ -326,6 +326,10 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 			code = closeAbnormal
 		}
 		e.handler.OnClose(c, code)
+		// What OnClose wrote to other connections (a presence leave, a
+		// room notice) leaves with this iteration, not with the next tick.
+		l.flushFull()
+		l.scheduleFlush()
 	}
 	return gnet.None
 }
