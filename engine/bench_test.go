@@ -124,3 +124,29 @@ func benchWriteShared(b *testing.B, n int) {
 
 func BenchmarkWriteShared100(b *testing.B)  { benchWriteShared(b, 100) }
 func BenchmarkWriteShared1000(b *testing.B) { benchWriteShared(b, 1000) }
+
+// BenchmarkLoopOf is the per-accept lookup of a gnet loop's Loop (OnOpen),
+// from several goroutines at once as the loops call it.
+//
+//	go test ./engine -run '^$' -bench LoopOf -benchmem
+func BenchmarkLoopOf(b *testing.B) {
+	e := startEngine(b, perfOptions(), EchoHandler{})
+	perfCloseAll(perfDialN(b, e.Addr(), 4))
+	var gl *gnetLoop
+	for _, l := range e.loops {
+		if p := l.gl.Load(); p != nil {
+			gl = p
+		}
+	}
+	if gl == nil {
+		b.Fatal("no loop registered after dialling")
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if e.loopOf(gl.EventLoop) == nil {
+				b.Fatal("loopOf: nil")
+			}
+		}
+	})
+}

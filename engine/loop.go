@@ -247,15 +247,18 @@ func (l *Loop) flushFull() {
 
 // scheduleFlush makes sure corked bytes of other connections leave after the
 // loop's current iteration, coalescing every frame queued meanwhile into one
-// write per connection.
+// write per connection. With connections above the high-water mark it also
+// runs after an iteration that wrote nothing: the settle that follows looks
+// at the backlog, so a receiver whose socket drained gets its held frames
+// (and OnDrain) with the loop's next activity instead of its next tick.
 func (l *Loop) scheduleFlush() {
-	if l.dirty == nil || l.flushPosted {
+	if (l.dirty == nil && len(l.backlog) == 0) || l.flushPosted {
 		return
 	}
 	l.flushPosted = true
 	if !l.Post(Task{Fn: flushTask}) {
 		l.flushPosted = false
-		l.flushDirty()
+		l.settle()
 	}
 }
 

@@ -147,15 +147,25 @@ func (up *upgrader) refuse(status int, reason string) error {
 // upgrade looks at the inbound bytes of a connection in StateConnecting. On
 // upgradeDone or upgradeRefused, n is the length of the request head and the
 // response has been queued on c.
+//
+// A head that arrives in pieces is not re-scanned from its start on every
+// read: c.lastMessage (unused until the upgrade) remembers how far the
+// search for the blank line got, and the next read resumes there, less the
+// three bytes a terminator split across reads may have started with.
 func (e *Engine) upgrade(c *Conn, in []byte) (res upgradeResult, n int) {
-	end := bytes.Index(in, headerEnd)
+	from := min(int(c.lastMessage), len(in))
+	from = max(from-(len(headerEnd)-1), 0)
+	end := bytes.Index(in[from:], headerEnd)
 	if end < 0 {
 		if len(in) > e.opts.MaxHeaderBytes {
 			e.writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 			return upgradeRefused, len(in)
 		}
+		c.lastMessage = uint32(len(in))
 		return upgradeNeedMore, 0
 	}
+	end += from
+	c.lastMessage = 0
 	n = end + len(headerEnd)
 	if n > e.opts.MaxHeaderBytes {
 		e.writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, "request header too large")
