@@ -310,6 +310,10 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		}
 		e.handler.OnClose(c, code)
 	}
+	// What the handler wrote or handed off in OnClose (a presence event,
+	// a gap) leaves with this iteration, not with whatever next wakes the
+	// loop.
+	l.scheduleFlush()
 	return gnet.None
 }
 

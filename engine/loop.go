@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
@@ -50,25 +51,31 @@ type Loop struct {
 	pub   LoopStats
 
 	// Owned by the loop goroutine.
-	wheel       timingWheel
-	conns       []*Conn // every open connection of this loop
-	dirty       *Conn   // connections with corked bytes, linked by dirtyNext
-	full        []*Conn // dirty connections whose cork passed flushAt
-	running     []Task  // the inbox batch being run
-	runPos      int     // next task of running
-	backlog     []*Conn // connections above the high-water mark
-	flushPosted bool    // a flush task is in the inbox
-	stats       LoopStats
-	scratch     []*Conn // reusable iteration buffer
+	wheel   timingWheel
+	conns   []*Conn // every open connection of this loop
+	dirty   *Conn   // connections with corked bytes, linked by dirtyNext
+	full    []*Conn // dirty connections whose cork passed flushAt
+	running []Task  // the inbox batch being run
+	runPos  int     // next task of running
+	backlog []*Conn // connections above the high-water mark
+	// backlogPoll re-examines the backlog soon after a quiet iteration
+	// (gnet drains its buffer on write events without telling the loop);
+	// armed while the backlog is not empty.
+	backlogPoll      *time.Timer
+	backlogPollArmed bool
+	flushPosted      bool // a flush task is in the inbox
+	stats            LoopStats
+	scratch          []*Conn // reusable iteration buffer
 	// Outboxes: hand-offs to other loops made in this iteration, one queue
 	// per target loop (by index), handed over once per iteration with one
 	// lock and at most one wake-up per target (handOverAll).
 	outbox     [][]Task
 	outPending []bool  // outbox[i] is non-empty and listed in outTargets
 	outTargets []int32 // targets with a non-empty outbox, in first-use order
-	nextConnID  uint64
-	data        any                          // the handler's per-loop state (router shard)
-	corkFree    []*bytebufferpool.ByteBuffer // cork buffers kept for reuse by this loop
+	handovers  uint64  // outboxes handed over (one inbox lock each), for tests
+	nextConnID uint64
+	data       any                          // the handler's per-loop state (router shard)
+	corkFree   []*bytebufferpool.ByteBuffer // cork buffers kept for reuse by this loop
 }
 
 // Cork buffers are recycled on the loop itself rather than through the
@@ -263,6 +270,7 @@ func (l *Loop) handOver(i int) {
 		return
 	}
 	q := l.outbox[i]
+	l.handovers++
 	l.eng.loops[i].enqueue(q...) // a stopping loop drops them: its connections are going
 	clear(q)
 	l.outbox[i] = q[:0]
@@ -350,7 +358,34 @@ func (l *Loop) settle() {
 	l.flushDirty()
 	l.checkBacklog()
 	l.flushDirty()
+	if len(l.backlog) > 0 && !l.backlogPollArmed {
+		l.armBacklogPoll()
+	}
 }
+
+// backlogPollInterval is how soon a loop that has backlogged connections
+// and nothing else to do looks at them again. gnet writes what it holds on
+// the socket's write events and has no callback for it, so an otherwise
+// quiet loop would notice a drained receiver only at the next tick
+// (TickInterval, 100 ms), holding its messages that long.
+const backlogPollInterval = 2 * time.Millisecond
+
+// armBacklogPoll makes the loop run (and so settle: checkBacklog) again
+// after backlogPollInterval. Loop goroutine.
+func (l *Loop) armBacklogPoll() {
+	l.backlogPollArmed = true
+	if l.backlogPoll == nil {
+		l.backlogPoll = time.AfterFunc(backlogPollInterval, func() {
+			l.Post(Task{Fn: backlogPollTask}) // false only when the loop stopped
+		})
+		return
+	}
+	l.backlogPoll.Reset(backlogPollInterval)
+}
+
+// backlogPollTask only lets the loop settle: Run's settle re-checks the
+// backlog and re-arms the poll while connections remain on it.
+func backlogPollTask(l *Loop, _ any) { l.backlogPollArmed = false }
 
 // flushFull writes the connections whose cork passed flushAt. They
 // stay on the dirty list; its flush finds their cork empty or small.
@@ -365,11 +400,13 @@ func (l *Loop) flushFull() {
 	l.full = l.full[:0]
 }
 
-// scheduleFlush makes sure corked bytes of other connections leave after the
-// loop's current iteration, coalescing every frame queued meanwhile into one
-// write per connection.
+// scheduleFlush makes sure the loop settles after its current iteration:
+// corked bytes of other connections leave, coalescing every frame queued
+// meanwhile into one write per connection; the outboxes are handed over;
+// and backlogged connections are looked at again (drain detection every
+// iteration, not only on the tick).
 func (l *Loop) scheduleFlush() {
-	if l.dirty == nil && len(l.outTargets) == 0 || l.flushPosted {
+	if l.dirty == nil && len(l.outTargets) == 0 && len(l.backlog) == 0 || l.flushPosted {
 		return
 	}
 	l.flushPosted = true
