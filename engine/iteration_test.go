@@ -254,4 +254,3 @@ func TestOnCloseWritesFlushed(t *testing.T) {
 		t.Fatalf("got %q, want bye", f.payload)
 	}
 }
-
