@@ -229,7 +229,16 @@ func (e *Engine) ticker() {
 }
 
 // loopOf finds the Loop of a gnet event loop, registering it on first sight.
+// It runs on that loop's goroutine for every accepted connection, so the
+// lookup takes no lock: gl pointers are set once and read atomically, and a
+// match is a few pointer compares. Only a loop's first connection takes
+// loopMu to claim a free Loop.
 func (e *Engine) loopOf(gl gnet.EventLoop) *Loop {
+	for _, l := range e.loops {
+		if p := l.gl.Load(); p != nil && p.EventLoop == gl {
+			return l
+		}
+	}
 	e.loopMu.Lock()
 	defer e.loopMu.Unlock()
 	for _, l := range e.loops {

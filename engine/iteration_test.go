@@ -254,3 +254,39 @@ func TestOnCloseWritesFlushed(t *testing.T) {
 		t.Fatalf("got %q, want bye", f.payload)
 	}
 }
+
+// A request head that arrives in pieces, split inside its closing CRLFCRLF,
+// is searched only where it was not searched before and still upgrades.
+func TestUpgradeHeadInPieces(t *testing.T) {
+	e := startManualEngine(t, Options{Loops: 1}, EchoHandler{})
+	c := dialRaw(t, e)
+	req := []byte(upgradeRequest(e.opts.WSPath))
+	cuts := []int{10, len(req) / 2, len(req) - 3, len(req) - 1}
+	prev := 0
+	for _, cut := range cuts {
+		c.write(req[prev:cut])
+		prev = cut
+		want := uint32(cut)
+		checkFor(t, ioTimeout, func() error {
+			got := onLoop(t, e.Loops()[0], func(l *Loop) uint32 {
+				for _, cn := range l.Conns() {
+					return cn.headScanned()
+				}
+				return 0
+			})
+			if got != want {
+				return io.ErrNoProgress
+			}
+			return nil
+		})
+	}
+	c.write(req[prev:])
+	if resp := c.readResponse(); resp.StatusCode != 101 {
+		t.Fatalf("upgrade after a head in pieces: %d", resp.StatusCode)
+	}
+	c.writeFrame(byte(ws.OpText), []byte("hi"))
+	c.expectMessage(byte(ws.OpText), []byte("hi"))
+	if got := onLoop(t, e.Loops()[0], func(l *Loop) uint32 { return l.Conns()[0].pingSent }); got != 0 {
+		t.Fatalf("head scan position left in pingSent after the upgrade: %d", got)
+	}
+}
