@@ -68,8 +68,8 @@ type Conn struct {
 	wheelSlot    int32
 	wheelAt      uint32
 	lastFrame    uint32        // tick of the last inbound frame of any kind
-	lastMessage  uint32        // tick of the last data message in either direction; before the upgrade, how much of the head was searched (upgrade)
-	pingSent     uint32        // tick of the outstanding ping, 0 when none
+	lastMessage  uint32        // tick of the last data message in either direction
+	pingSent     uint32        // tick of the outstanding ping, 0 when none; before the upgrade, bytes of the head searched (headScanned)
 	authDeadline uint32        // tick by which the handler must call SetState(StateActive)
 	appDeadline  uint32        // tick of the handler's own deadline (appdeadline.go)
 	index        int32         // position in loop.conns

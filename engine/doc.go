@@ -22,6 +22,9 @@
 //     mutex), Engine.AcceptStats (atomics), Engine.Loops, Engine.OpenConns,
 //     Engine.Addr and Engine.Stop. Work for a connection on another loop is
 //     always handed over through Post; a Conn is never touched off its loop.
+//     Code on a loop hands work to other loops with Loop.Handoff and
+//     HandoffBytes instead: the loop's outbox for each target is handed over
+//     once per iteration (one lock, at most one wake-up per target).
 //   - The ticker goroutine only posts tick Tasks: gnet's OnTick runs on a
 //     goroutine of its own (the engine uses its first call only to learn
 //     that gnet's loops exist), so the wheel is advanced on the loop.

@@ -18,7 +18,7 @@ func (EchoHandler) OnMessage(c *Conn, op ws.OpCode, payload []byte) { c.WriteMes
 // BroadcastHandler is raw broadcast (-broadcast): every message goes,
 // unchanged, to every other open connection on every loop. The frame is
 // encoded once; each other loop gets one handoff per message, not one per
-// receiver. It is the baseline the router's room fan-out is measured against.
+// receiver, handed over with the loop's other hand-offs once per iteration. It is the baseline the router's room fan-out is measured against.
 type BroadcastHandler struct{ BaseHandler }
 
 // OnMessage fans the message out.
@@ -30,7 +30,7 @@ func (BroadcastHandler) OnMessage(c *Conn, op ws.OpCode, payload []byte) {
 			continue
 		}
 		s.Retain()
-		if !l.Post(Task{Fn: broadcastTask, Arg: s}) {
+		if !own.Handoff(l, Task{Fn: broadcastTask, Arg: s}) {
 			s.Release()
 		}
 	}

@@ -41,20 +41,19 @@ type Engine struct {
 	loops       []*Loop
 	start       time.Time
 
-	loopMu     sync.Mutex                               // serialises registering a gnet loop as a Loop
-	loopByGnet atomic.Pointer[map[gnet.EventLoop]*Loop] // copy-on-write: read lock-free per accept
-	acc        acceptCounters
-	accept     *acceptor // set by Start
-	open       atomic.Int64
-	draining   atomic.Bool // SetDraining: refuse new upgrades with 503
-	gnetEng    atomic.Pointer[gnet.Engine]
-	addr       atomic.Pointer[net.TCPAddr]
-	booted     chan struct{} // closed when gnet's loops exist (first OnTick)
-	bootOnce   sync.Once
-	stopped    chan struct{}
-	runErr     error
-	stopTick   chan struct{}
-	stopOnce   sync.Once
+	loopMu   sync.Mutex // guards discovery of which gnet loop is which Loop
+	acc      acceptCounters
+	accept   *acceptor // set by Start
+	open     atomic.Int64
+	draining atomic.Bool // SetDraining: refuse new upgrades with 503
+	gnetEng  atomic.Pointer[gnet.Engine]
+	addr     atomic.Pointer[net.TCPAddr]
+	booted   chan struct{} // closed when gnet's loops exist (first OnTick)
+	bootOnce sync.Once
+	stopped  chan struct{}
+	runErr   error
+	stopTick chan struct{}
+	stopOnce sync.Once
 
 	// manualClock, set by tests before Start, replaces the wall clock as
 	// the source of wheel ticks; the ticker does not run and tests advance
@@ -229,20 +228,21 @@ func (e *Engine) ticker() {
 	}
 }
 
-// loopOf finds the Loop of a gnet event loop. The lookup is one atomic load
-// and one map read of an immutable map (every accept pays it); only the
-// first connection of a loop takes loopMu to register it, copying the map.
+// loopOf finds the Loop of a gnet event loop, registering it on first sight.
+// It runs on that loop's goroutine for every accepted connection, so the
+// lookup takes no lock: gl pointers are set once and read atomically, and a
+// match is a few pointer compares. Only a loop's first connection takes
+// loopMu to claim a free Loop.
 func (e *Engine) loopOf(gl gnet.EventLoop) *Loop {
-	if m := e.loopByGnet.Load(); m != nil {
-		if l := (*m)[gl]; l != nil {
+	for _, l := range e.loops {
+		if p := l.gl.Load(); p != nil && p.EventLoop == gl {
 			return l
 		}
 	}
 	e.loopMu.Lock()
 	defer e.loopMu.Unlock()
-	old := e.loopByGnet.Load()
-	if old != nil {
-		if l := (*old)[gl]; l != nil {
+	for _, l := range e.loops {
+		if p := l.gl.Load(); p != nil && p.EventLoop == gl {
 			return l
 		}
 	}
@@ -250,14 +250,6 @@ func (e *Engine) loopOf(gl gnet.EventLoop) *Loop {
 		if l.gl.Load() == nil {
 			l.wheel.now = e.tickNow()
 			l.gl.Store(&gnetLoop{gl})
-			next := make(map[gnet.EventLoop]*Loop, len(e.loops))
-			if old != nil {
-				for k, v := range *old {
-					next[k] = v
-				}
-			}
-			next[gl] = l
-			e.loopByGnet.Store(&next)
 			return l
 		}
 	}
@@ -326,11 +318,11 @@ func (e *Engine) OnClose(gc gnet.Conn, _ error) gnet.Action {
 			code = closeAbnormal
 		}
 		e.handler.OnClose(c, code)
-		// What OnClose wrote to other connections (a presence leave, a
-		// room notice) leaves with this iteration, not with the next tick.
-		l.flushFull()
-		l.scheduleFlush()
 	}
+	// What the handler wrote or handed off in OnClose (a presence event,
+	// a gap) leaves with this iteration, not with whatever next wakes the
+	// loop.
+	l.scheduleFlush()
 	return gnet.None
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
@@ -30,11 +31,15 @@ type Loop struct {
 	gl      atomic.Pointer[gnetLoop] // set when the loop's first connection opens
 
 	// Inbox: any goroutine, under mu.
-	mu         sync.Mutex
-	inbox      []Task
-	spare      []Task
-	inboxBytes int  // bytes charged by PostBytes and not yet run
-	triggered  bool // an Execute is on its way; no need to wake the loop again
+	mu        sync.Mutex
+	inbox     []Task
+	spare     []Task
+	triggered bool // an Execute is on its way; no need to wake the loop again
+
+	// inboxBytes is what PostBytes and HandoffBytes charged and Run has not
+	// yet run: reserved atomically when the task is posted (so a refusal is
+	// known at once, even for a task still waiting in another loop's outbox).
+	inboxBytes atomic.Int64
 
 	// Off-loop counters (any goroutine).
 	inboxDrops     atomic.Uint64 // PostBytes refusals: the inbox budget was full
@@ -46,19 +51,31 @@ type Loop struct {
 	pub   LoopStats
 
 	// Owned by the loop goroutine.
-	wheel       timingWheel
-	conns       []*Conn // every open connection of this loop
-	dirty       *Conn   // connections with corked bytes, linked by dirtyNext
-	full        []*Conn // dirty connections whose cork passed flushAt
-	running     []Task  // the inbox batch being run
-	runPos      int     // next task of running
-	backlog     []*Conn // connections above the high-water mark
-	flushPosted bool    // a flush task is in the inbox
-	stats       LoopStats
-	scratch     []*Conn // reusable iteration buffer
-	nextConnID  uint64
-	data        any                          // the handler's per-loop state (router shard)
-	corkFree    []*bytebufferpool.ByteBuffer // cork buffers kept for reuse by this loop
+	wheel   timingWheel
+	conns   []*Conn // every open connection of this loop
+	dirty   *Conn   // connections with corked bytes, linked by dirtyNext
+	full    []*Conn // dirty connections whose cork passed flushAt
+	running []Task  // the inbox batch being run
+	runPos  int     // next task of running
+	backlog []*Conn // connections above the high-water mark
+	// backlogPoll re-examines the backlog soon after a quiet iteration
+	// (gnet drains its buffer on write events without telling the loop);
+	// armed while the backlog is not empty.
+	backlogPoll      *time.Timer
+	backlogPollArmed bool
+	flushPosted      bool // a flush task is in the inbox
+	stats            LoopStats
+	scratch          []*Conn // reusable iteration buffer
+	// Outboxes: hand-offs to other loops made in this iteration, one queue
+	// per target loop (by index), handed over once per iteration with one
+	// lock and at most one wake-up per target (handOverAll).
+	outbox     [][]Task
+	outPending []bool  // outbox[i] is non-empty and listed in outTargets
+	outTargets []int32 // targets with a non-empty outbox, in first-use order
+	handovers  uint64  // outboxes handed over (one inbox lock each), for tests
+	nextConnID uint64
+	data       any                          // the handler's per-loop state (router shard)
+	corkFree   []*bytebufferpool.ByteBuffer // cork buffers kept for reuse by this loop
 }
 
 // Cork buffers are recycled on the loop itself rather than through the
@@ -136,35 +153,136 @@ func (l *Loop) InboxDrops() (n, bytes uint64) {
 }
 
 func (l *Loop) post(t Task, bounded bool) bool {
+	if l.gl.Load() == nil {
+		return false
+	}
+	if bounded && !l.reserve(t.cost) {
+		return false
+	}
+	return l.enqueue(t)
+}
+
+// reserve charges cost against the inbox budget, or counts a refusal when
+// it does not fit. Any goroutine.
+func (l *Loop) reserve(cost int) bool {
+	limit := int64(l.eng.opts.InboxBytes)
+	for {
+		cur := l.inboxBytes.Load()
+		if cur+int64(cost) > limit {
+			l.inboxDrops.Add(1)
+			l.inboxDropBytes.Add(uint64(cost))
+			return false
+		}
+		if l.inboxBytes.CompareAndSwap(cur, cur+int64(cost)) {
+			return true
+		}
+	}
+}
+
+// enqueue appends tasks to the inbox under one lock and wakes the loop
+// unless a wake-up is already on its way. Any goroutine.
+func (l *Loop) enqueue(ts ...Task) bool {
 	gl := l.gl.Load()
 	if gl == nil {
+		l.unreserve(ts)
 		return false
 	}
 	l.mu.Lock()
-	if bounded {
-		if l.inboxBytes+t.cost > l.eng.opts.InboxBytes {
-			l.mu.Unlock()
-			l.inboxDrops.Add(1)
-			l.inboxDropBytes.Add(uint64(t.cost))
-			return false
-		}
-		l.inboxBytes += t.cost
-	}
-	l.inbox = append(l.inbox, t)
+	l.inbox = append(l.inbox, ts...)
 	wake := !l.triggered
 	l.triggered = true
 	l.mu.Unlock()
 	if wake {
 		if err := gl.Execute(context.Background(), l); err != nil {
+			// Shutting down: nothing will run the inbox.
 			l.mu.Lock()
 			l.triggered = false
+			l.unreserve(l.inbox)
+			clear(l.inbox)
 			l.inbox = l.inbox[:0]
-			l.inboxBytes = 0
 			l.mu.Unlock()
 			return false
 		}
 	}
 	return true
+}
+
+func (l *Loop) unreserve(ts []Task) {
+	cost := 0
+	for i := range ts {
+		cost += ts[i].cost
+	}
+	if cost != 0 {
+		l.inboxBytes.Add(-int64(cost))
+	}
+}
+
+// Handoff is Post for work that loop l's own goroutine hands to loop to
+// (a delivery to another loop's receivers). It is queued in l's outbox for
+// to and handed over once this iteration of l ends, together with every
+// other hand-off to to: one lock and at most one wake-up per target loop
+// per iteration instead of one per task. Tasks to one target keep their
+// order. Loop goroutine of l only; other goroutines use Post. A plain Post
+// from l's goroutine to to may overtake hand-offs still in the outbox.
+func (l *Loop) Handoff(to *Loop, t Task) bool {
+	t.cost = 0
+	return l.handoff(to, t, false)
+}
+
+// HandoffBytes is Handoff charged against to's inbox budget like
+// PostBytes: the charge is taken at once, so a refusal (false, counted in
+// to's InboxDrops) is known to the caller here, and what l already queued
+// for to is handed over first, so whatever the caller posts about the drop
+// comes after the hand-offs made before it. Loop goroutine of l only.
+func (l *Loop) HandoffBytes(to *Loop, t Task, size int) bool {
+	t.cost = max(size, 1)
+	return l.handoff(to, t, true)
+}
+
+func (l *Loop) handoff(to *Loop, t Task, bounded bool) bool {
+	if to.gl.Load() == nil {
+		return false
+	}
+	if bounded && !to.reserve(t.cost) {
+		l.handOver(int(to.index))
+		return false
+	}
+	if l.outbox == nil {
+		n := len(l.eng.loops)
+		l.outbox = make([][]Task, n)
+		l.outPending = make([]bool, n)
+	}
+	i := to.index
+	if !l.outPending[i] {
+		l.outPending[i] = true
+		l.outTargets = append(l.outTargets, int32(i))
+	}
+	l.outbox[i] = append(l.outbox[i], t)
+	if !l.flushPosted {
+		l.scheduleFlush()
+	}
+	return true
+}
+
+// handOver moves the outbox for loop i into that loop's inbox.
+func (l *Loop) handOver(i int) {
+	if l.outbox == nil || len(l.outbox[i]) == 0 {
+		return
+	}
+	q := l.outbox[i]
+	l.handovers++
+	l.eng.loops[i].enqueue(q...) // a stopping loop drops them: its connections are going
+	clear(q)
+	l.outbox[i] = q[:0]
+}
+
+// handOverAll hands every outbox over, targets in first-use order.
+func (l *Loop) handOverAll() {
+	for _, i := range l.outTargets {
+		l.outPending[i] = false
+		l.handOver(int(i))
+	}
+	l.outTargets = l.outTargets[:0]
 }
 
 // runBudget is how many tasks Run runs before it lets gnet's event loop
@@ -179,6 +297,9 @@ const runBudget = 256
 // itself when more are waiting.
 func (l *Loop) Run(ctx context.Context) error {
 	budget := runBudget
+	if len(l.outTargets) > 0 {
+		l.handOverAll()
+	}
 	for budget > 0 {
 		if l.runPos == len(l.running) {
 			l.mu.Lock()
@@ -205,11 +326,15 @@ func (l *Loop) Run(ctx context.Context) error {
 			if len(l.full) > 0 {
 				l.flushFull()
 			}
+			// A task's hand-offs leave before the next task runs: a task
+			// may also Post to other loops directly (a settle fence), and
+			// those must not overtake what this loop routed before.
+			if len(l.outTargets) > 0 {
+				l.handOverAll()
+			}
 		}
 		if cost > 0 {
-			l.mu.Lock()
-			l.inboxBytes -= cost
-			l.mu.Unlock()
+			l.inboxBytes.Add(-int64(cost))
 		}
 	}
 	// Out of budget with work left: write what the tasks produced and come
@@ -227,10 +352,40 @@ func (l *Loop) Run(ctx context.Context) error {
 // settle writes every cork, then lets backlogged connections move on (their
 // held frames, 4009 closes, OnDrain) and writes what that produced.
 func (l *Loop) settle() {
+	if len(l.outTargets) > 0 {
+		l.handOverAll()
+	}
 	l.flushDirty()
 	l.checkBacklog()
 	l.flushDirty()
+	if len(l.backlog) > 0 && !l.backlogPollArmed {
+		l.armBacklogPoll()
+	}
 }
+
+// backlogPollInterval is how soon a loop that has backlogged connections
+// and nothing else to do looks at them again. gnet writes what it holds on
+// the socket's write events and has no callback for it, so an otherwise
+// quiet loop would notice a drained receiver only at the next tick
+// (TickInterval, 100 ms), holding its messages that long.
+const backlogPollInterval = 2 * time.Millisecond
+
+// armBacklogPoll makes the loop run (and so settle: checkBacklog) again
+// after backlogPollInterval. Loop goroutine.
+func (l *Loop) armBacklogPoll() {
+	l.backlogPollArmed = true
+	if l.backlogPoll == nil {
+		l.backlogPoll = time.AfterFunc(backlogPollInterval, func() {
+			l.Post(Task{Fn: backlogPollTask}) // false only when the loop stopped
+		})
+		return
+	}
+	l.backlogPoll.Reset(backlogPollInterval)
+}
+
+// backlogPollTask only lets the loop settle: Run's settle re-checks the
+// backlog and re-arms the poll while connections remain on it.
+func backlogPollTask(l *Loop, _ any) { l.backlogPollArmed = false }
 
 // flushFull writes the connections whose cork passed flushAt. They
 // stay on the dirty list; its flush finds their cork empty or small.
@@ -245,20 +400,20 @@ func (l *Loop) flushFull() {
 	l.full = l.full[:0]
 }
 
-// scheduleFlush makes sure corked bytes of other connections leave after the
-// loop's current iteration, coalescing every frame queued meanwhile into one
-// write per connection. With connections above the high-water mark it also
-// runs after an iteration that wrote nothing: the settle that follows looks
-// at the backlog, so a receiver whose socket drained gets its held frames
-// (and OnDrain) with the loop's next activity instead of its next tick.
+// scheduleFlush makes sure the loop settles after its current iteration:
+// corked bytes of other connections leave, coalescing every frame queued
+// meanwhile into one write per connection; the outboxes are handed over;
+// and backlogged connections are looked at again (drain detection every
+// iteration, not only on the tick).
 func (l *Loop) scheduleFlush() {
-	if (l.dirty == nil && len(l.backlog) == 0) || l.flushPosted {
+	if l.dirty == nil && len(l.outTargets) == 0 && len(l.backlog) == 0 || l.flushPosted {
 		return
 	}
 	l.flushPosted = true
 	if !l.Post(Task{Fn: flushTask}) {
 		l.flushPosted = false
-		l.settle()
+		l.handOverAll()
+		l.flushDirty()
 	}
 }
 

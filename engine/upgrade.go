@@ -147,26 +147,25 @@ func (up *upgrader) refuse(status int, reason string) error {
 // upgrade looks at the inbound bytes of a connection in StateConnecting. On
 // upgradeDone or upgradeRefused, n is the length of the request head and the
 // response has been queued on c.
-//
-// A head that arrives in pieces is not re-scanned from its start on every
-// read: c.lastMessage (unused until the upgrade) remembers how far the
-// search for the blank line got, and the next read resumes there, less the
-// three bytes a terminator split across reads may have started with.
 func (e *Engine) upgrade(c *Conn, in []byte) (res upgradeResult, n int) {
-	from := min(int(c.lastMessage), len(in))
-	from = max(from-(len(headerEnd)-1), 0)
+	// gnet keeps a partial head and hands it back whole with the next read:
+	// search only what was not searched before (less the 3 bytes a CRLFCRLF
+	// split across reads may have begun with), not the whole head again.
+	from := max(int(c.headScanned())-(len(headerEnd)-1), 0)
+	if from > len(in) {
+		from = 0
+	}
 	end := bytes.Index(in[from:], headerEnd)
 	if end < 0 {
 		if len(in) > e.opts.MaxHeaderBytes {
 			e.writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 			return upgradeRefused, len(in)
 		}
-		c.lastMessage = uint32(len(in))
+		c.setHeadScanned(len(in))
 		return upgradeNeedMore, 0
 	}
-	end += from
-	c.lastMessage = 0
-	n = end + len(headerEnd)
+	c.setHeadScanned(0)
+	n = from + end + len(headerEnd)
 	if n > e.opts.MaxHeaderBytes {
 		e.writeHTTPError(c, http.StatusRequestHeaderFieldsTooLarge, "request header too large")
 		return upgradeRefused, n
@@ -251,3 +250,10 @@ func (e *Engine) writeHTTPError(c *Conn, status int, reason string) {
 	c.write(b.B)
 	c.loop.stats.Refusals[refusalIndex(status)]++
 }
+
+// headScanned is how many bytes of the request head were searched for its
+// end without finding it. It lives in pingSent, which means nothing before
+// the upgrade (StateConnecting only; reset to 0 once the head is complete).
+func (c *Conn) headScanned() uint32 { return c.pingSent }
+
+func (c *Conn) setHeadScanned(n int) { c.pingSent = uint32(n) }

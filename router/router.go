@@ -366,7 +366,15 @@ func (r *Router) route(own *shard, m *outMsg) {
 			continue
 		}
 		m.retain()
-		if !s.loop.PostBytes(engine.Task{Fn: deliverTask, Arg: m}, cost) {
+		var ok bool
+		if own != nil {
+			// On own's loop: batched with the loop's other hand-offs
+			// to s, handed over once per iteration.
+			ok = own.loop.HandoffBytes(s.loop, engine.Task{Fn: deliverTask, Arg: m}, cost)
+		} else {
+			ok = s.loop.PostBytes(engine.Task{Fn: deliverTask, Arg: m}, cost)
+		}
+		if !ok {
 			m.release()
 			if s.loop.Running() { // a loop that never ran has no receivers
 				s.noteDropped(m.kind, m.name, 1, true)
