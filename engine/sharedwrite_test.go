@@ -46,7 +46,7 @@ func sharedLargeFramesInterleaved(t *testing.T, sndbuf int) {
 	)
 	opts := perfOptions()
 	opts.Loops = 1
-	opts.MaxQueueBytes = 64 << 20 // no 4009 here: the late readers take all of it
+	opts.MaxQueueBytes = 64 << 20  // no 4009 here: the late readers take all of it
 	opts.SocketSendBuffer = sndbuf // small: the kernel takes frames in part
 	e := startEngine(t, opts, BaseHandler{})
 	l := e.Loops()[0]
