@@ -236,3 +236,62 @@ func TestSharedLargeWriteAllocs(t *testing.T) {
 		t.Errorf("broadcast allocations grow with receivers: N=20 %.2f, N=200 %.2f mallocs per broadcast (limit +%d)", small, large, slack)
 	}
 }
+
+// TestSharedLargePartialThenClose writes 60 KiB shared frames in one task to
+// a client that does not read until the kernel takes one only in part (the
+// direct write leaves the frame's rest at the head of the cork), then closes
+// the connection as a slow consumer in the same task, before any flush: the
+// client must read whole frames, the partly written one completed, and then
+// the 4009 close frame.
+func TestSharedLargePartialThenClose(t *testing.T) {
+	const size = 60 << 10 // large against the send buffer: the kernel takes one in part
+	opts := perfOptions()
+	opts.Loops = 1
+	opts.SocketSendBuffer = 4 << 10
+	e := startEngine(t, opts, BaseHandler{})
+	l := e.Loops()[0]
+	client, _ := dialUpgraded(t, e)
+	var c *Conn
+	checkFor(t, ioTimeout, func() error {
+		c = onLoop(t, l, func(l *Loop) *Conn {
+			if len(l.Conns()) == 1 {
+				return l.Conns()[0]
+			}
+			return nil
+		})
+		if c == nil {
+			return fmt.Errorf("connection not on the loop yet")
+		}
+		return nil
+	})
+	written := onLoop(t, l, func(l *Loop) int {
+		for k := 0; k < 200; k++ {
+			s := frame.NewShared(ws.OpBinary, bigPayload(k, size))
+			c.WriteShared(s)
+			s.Release()
+			if c.partialHead != 0 {
+				c.CloseSlowConsumer()
+				return k + 1
+			}
+		}
+		return 0
+	})
+	if written == 0 {
+		t.Fatal("no shared frame was written in part by the kernel after 200 frames")
+	}
+	for k := 0; ; k++ {
+		f := client.readFrame()
+		if f.op == opClose {
+			if f.closeCode() != uint16(CloseSlowConsumer) {
+				t.Fatalf("close code %d, want %d", f.closeCode(), CloseSlowConsumer)
+			}
+			if k != written {
+				t.Fatalf("%d data frames before the close frame, want %d (the partly written one completed)", k, written)
+			}
+			break
+		}
+		if f.op != opBinary || !f.fin || !bytes.Equal(f.payload, bigPayload(k, size)) {
+			t.Fatalf("frame %d: got %v %.40q, want %d bytes %.40q", k, f, f.payload, size, bigPayload(k, size))
+		}
+	}
+}
