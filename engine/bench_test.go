@@ -92,9 +92,9 @@ func BenchmarkBroadcast(b *testing.B) {
 
 // benchWriteShared: one op is one frame.Shared posted as a Task to every
 // loop, written with WriteShared to each of n connections.
-func benchWriteShared(b *testing.B, n int) {
+func benchWriteShared(b *testing.B, n, size int) {
 	f := newFanout(b, BaseHandler{}, n)
-	payload := bytes.Repeat([]byte("s"), 64)
+	payload := bytes.Repeat([]byte("s"), size)
 	per := int64(n * perfServerFrameLen(len(payload)))
 	send := func(k int) {
 		base := f.total.Load()
@@ -122,8 +122,12 @@ func benchWriteShared(b *testing.B, n int) {
 	b.ReportMetric(deliveries/el.Seconds(), "deliveries/s")
 }
 
-func BenchmarkWriteShared100(b *testing.B)  { benchWriteShared(b, 100) }
-func BenchmarkWriteShared1000(b *testing.B) { benchWriteShared(b, 1000) }
+func BenchmarkWriteShared100(b *testing.B)  { benchWriteShared(b, 100, 64) }
+func BenchmarkWriteShared1000(b *testing.B) { benchWriteShared(b, 1000, 64) }
+
+// BenchmarkWriteShared100_16KiB is a 16 KiB frame to 100 connections:
+// above sharedDirectMin, written from the shared copy with writev.
+func BenchmarkWriteShared100_16KiB(b *testing.B) { benchWriteShared(b, 100, 16<<10) }
 
 // BenchmarkLoopOf is the per-accept lookup of a gnet loop's Loop (OnOpen),
 // from several goroutines at once as the loops call it.

@@ -76,6 +76,11 @@ type Conn struct {
 	closeCode    ws.StatusCode // first close code sent or received, for OnClose
 	state        State
 	flags        uint16
+	// partialHead is how many bytes at the start of the cork finish a
+	// frame that a direct write of a shared frame (writeSharedDirect)
+	// began: they must reach the kernel before anything else and are
+	// never dropped. 0 otherwise; the cork then starts at a frame boundary.
+	partialHead uint16
 }
 
 // ID is unique among this engine's connections for its lifetime.
@@ -194,7 +199,77 @@ func (c *Conn) WriteShared(s *frame.Shared) {
 			b = z
 		}
 	}
+	if len(b) >= sharedDirectMin && c.writeSharedDirect(b) {
+		return
+	}
 	c.write(b)
+}
+
+// sharedDirectMin is the smallest shared frame that WriteShared writes to
+// the socket straight from the shared copy (writeSharedDirect) rather than
+// copying it into the cork first. Below it the copy costs less than the
+// extra system call it saves from coalescing.
+const sharedDirectMin = 4 << 10
+
+// writeSharedDirect writes the cork and the shared frame b with one writev
+// while gnet holds nothing for c, so that b is not copied for every
+// receiver. Only what the kernel refuses is copied into the cork, and it is
+// then handed over exactly as a flushed cork would be (whole frames, see
+// handOver): the rest of a frame the kernel took in part stays at the head
+// of the cork (partialHead) and goes to gnet at the next flush, where no
+// handler callback is running. It reports false, having done nothing, when
+// the copy path must be taken: gnet holds bytes (order), the cork is not
+// plain frames (an HTTP head, a partial head, a close pending), or the
+// bytes are too many for partialHead to count.
+func (c *Conn) writeSharedDirect(b []byte) bool {
+	if c.state < StateAuthenticating || c.state > StateIdle ||
+		c.flags&(flagHTTPHead|flagCloseAfterFlush|flagDrainClose|flagTCPClose) != 0 ||
+		c.partialHead != 0 || c.gc.OutboundBuffered() != 0 {
+		return false
+	}
+	var head []byte
+	if c.cork != nil {
+		head = c.cork.B
+	}
+	total := len(head) + len(b)
+	if total > 0xffff {
+		return false
+	}
+	l := c.loop
+	iov := l.iov[:0]
+	if len(head) > 0 {
+		iov = append(iov, head)
+	}
+	iov = append(iov, b)
+	n, err := unix.Writev(c.gc.Fd(), iov)
+	clear(l.iov[:])
+	if err != nil && err != unix.EAGAIN {
+		return false // the copy path's flush meets the error and lets gnet close
+	}
+	n = max(n, 0)
+	l.stats.BytesOut += uint64(n)
+	if n == total {
+		c.dropCork()
+		return true
+	}
+	// The kernel refused the rest: copy it into the cork, noting the rest
+	// of a frame it took in part.
+	var must int
+	if n < len(head) {
+		must = frameRest(head, n)
+	} else {
+		must = frameRest(b, n-len(head))
+	}
+	cork := c.corkBuf()
+	if n < len(head) {
+		rest := copy(cork.B, cork.B[n:])
+		cork.B = append(cork.B[:rest], b...)
+	} else {
+		cork.B = append(cork.B[:0], b[n-len(head):]...)
+	}
+	c.partialHead = uint16(must)
+	c.markDirty()
+	return true
 }
 
 // WriteRaw queues bytes that are already one or more complete data frames
@@ -268,6 +343,7 @@ func (c *Conn) flush() {
 }
 
 func (c *Conn) dropCork() {
+	c.partialHead = 0
 	if c.cork != nil {
 		c.loop.putCork(c.cork)
 		c.cork = nil
@@ -289,6 +365,8 @@ func (c *Conn) handOver() {
 	hw := l.eng.opts.WriteHighWater
 	out := c.gc.OutboundBuffered()
 	give := len(b)
+	head := int(c.partialHead) // the rest of a frame begun by writeSharedDirect
+	c.partialHead = 0
 	switch {
 	case c.flags&(flagCloseSent|flagHTTPHead) != 0:
 		// everything: nothing after a close frame is ever dropped, and an
@@ -304,12 +382,16 @@ func (c *Conn) handOver() {
 		b = b[n:]
 		give = 0
 		if len(b) > 0 {
-			give = frameCut(b, frameRest(cork.B, n), hw)
+			must := head - n
+			if n >= head {
+				must = frameRest(cork.B[head:], n-head)
+			}
+			give = frameCut(b, must, hw)
 		}
 	case out < hw:
-		give = frameCut(b, 0, hw-out)
+		give = frameCut(b, head, hw-out)
 	default:
-		give = 0
+		give = frameCut(b, head, 0)
 	}
 	if give > 0 {
 		_, _ = c.gc.Write(b[:give])
@@ -427,7 +509,9 @@ func (c *Conn) CloseSlowConsumer() {
 	}
 	if c.flags&flagCloseSent == 0 {
 		if c.cork != nil {
-			c.cork.B = c.cork.B[:0]
+			// keep the rest of a frame the kernel took in part: the
+			// close frame must follow a whole frame
+			c.cork.B = c.cork.B[:c.partialHead]
 		}
 		c.flags &^= flagHTTPHead
 		c.sendClose(CloseSlowConsumer, "slow consumer")

@@ -76,6 +76,7 @@ type Loop struct {
 	nextConnID uint64
 	data       any                          // the handler's per-loop state (router shard)
 	corkFree   []*bytebufferpool.ByteBuffer // cork buffers kept for reuse by this loop
+	iov        [2][]byte                    // writeSharedDirect's writev vector, cleared after each use
 }
 
 // Cork buffers are recycled on the loop itself rather than through the
