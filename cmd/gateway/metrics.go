@@ -206,6 +206,19 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 				counter(c.hooks, hs[k][o], router.HookKindNames[k], router.HookOutcomeNames[o])
 			}
 		}
+		ps := c.rt.PresenceStats() // atomics: no loop involved
+		gauge(c.presRooms, float64(ps.Rooms))
+		gauge(c.presPairs, float64(ps.Pairs))
+		counter(c.presMessages, ps.Sent, "sent")
+		counter(c.presMessages, ps.Received, "received")
+		counter(c.presDropped, ps.Dropped, "inbox_full")
+		counter(c.presDropped, ps.AskRejected, "ask_rejected")
+		counter(c.presDropped, ps.SendErrors, "send_error")
+		counter(c.presDropped, ps.DirtyOverflows, "dirty_overflow")
+		counter(c.presResyncs, ps.Resyncs)
+		counter(c.presLost, ps.InstancesLost)
+		counter(c.presQueries, ps.Queries-min(ps.Queries, ps.QueryFailures), "ok")
+		counter(c.presQueries, ps.QueryFailures, "failed")
 	}
 	if c.rt != nil {
 		snaps, err := c.rt.Snapshot(ctx)
@@ -246,7 +259,6 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstHistogram(c.latency, lat.Count, float64(lat.SumNS)/1e9, buckets)
 			c.collectRPC(ch, snaps)
 		}
-		c.collectPresence(ch)
 	}
 	counter(c.slowConsumers, slow)
 	counter(c.dropped, slow, "slow_consumer")
@@ -435,27 +447,4 @@ func (c *gatewayCollector) collectRPC(ch chan<- prometheus.Metric, snaps []route
 		buckets[ub] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(c.rpcLatency, st.Latency.Count, float64(st.Latency.SumNS)/1e9, buckets)
-}
-
-// collectPresence sends the presence tracker's counters (atomics; no loop involved).
-func (c *gatewayCollector) collectPresence(ch chan<- prometheus.Metric) {
-	st := c.rt.PresenceStats()
-	g := func(d *prometheus.Desc, v int) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
-	}
-	n := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	g(c.presRooms, st.Rooms)
-	g(c.presPairs, st.Pairs)
-	n(c.presMessages, st.Sent, "sent")
-	n(c.presMessages, st.Received, "received")
-	n(c.presDropped, st.Dropped, "inbox_full")
-	n(c.presDropped, st.AskRejected, "ask_rejected")
-	n(c.presDropped, st.SendErrors, "send_error")
-	n(c.presDropped, st.DirtyOverflows, "dirty_overflow")
-	n(c.presResyncs, st.Resyncs)
-	n(c.presLost, st.InstancesLost)
-	n(c.presQueries, st.Queries-min(st.Queries, st.QueryFailures), "ok")
-	n(c.presQueries, st.QueryFailures, "failed")
 }
