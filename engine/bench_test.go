@@ -129,6 +129,11 @@ func BenchmarkWriteShared1000(b *testing.B) { benchWriteShared(b, 1000, 64) }
 // above sharedDirectMin, written from the shared copy with writev.
 func BenchmarkWriteShared100_16KiB(b *testing.B) { benchWriteShared(b, 100, 16<<10) }
 
+// BenchmarkWriteShared100_64KiB is a frame of the default -max-message-size
+// (64 KiB payload, 64 KiB + 4 on the wire) to 100 connections: written from
+// the shared copy too since partialHead counts 32 bits.
+func BenchmarkWriteShared100_64KiB(b *testing.B) { benchWriteShared(b, 100, 64<<10) }
+
 // BenchmarkLoopOf is the per-accept lookup of a gnet loop's Loop (OnOpen),
 // from several goroutines at once as the loops call it.
 //

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"math"
+
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
 	"github.com/panjf2000/gnet/v2"
@@ -80,7 +82,10 @@ type Conn struct {
 	// frame that a direct write of a shared frame (writeSharedDirect)
 	// began: they must reach the kernel before anything else and are
 	// never dropped. 0 otherwise; the cork then starts at a frame boundary.
-	partialHead uint16
+	// 32 bits because a shared frame of the default -max-message-size
+	// (64 KiB payload plus header) is already more than 16 bits count; the
+	// struct stays in the 192-byte size class (TestConnSize).
+	partialHead uint32
 }
 
 // ID is unique among this engine's connections for its lifetime.
@@ -220,7 +225,7 @@ const sharedDirectMin = 4 << 10
 // handler callback is running. It reports false, having done nothing, when
 // the copy path must be taken: gnet holds bytes (order), the cork is not
 // plain frames (an HTTP head, a partial head, a close pending), or the
-// bytes are too many for partialHead to count.
+// bytes are too many for partialHead to count (4 GiB).
 func (c *Conn) writeSharedDirect(b []byte) bool {
 	if c.state < StateAuthenticating || c.state > StateIdle ||
 		c.flags&(flagHTTPHead|flagCloseAfterFlush|flagDrainClose|flagTCPClose) != 0 ||
@@ -232,7 +237,7 @@ func (c *Conn) writeSharedDirect(b []byte) bool {
 		head = c.cork.B
 	}
 	total := len(head) + len(b)
-	if total > 0xffff {
+	if uint64(total) > math.MaxUint32 {
 		return false
 	}
 	l := c.loop
@@ -267,7 +272,7 @@ func (c *Conn) writeSharedDirect(b []byte) bool {
 	} else {
 		cork.B = append(cork.B[:0], b[n-len(head):]...)
 	}
-	c.partialHead = uint16(must)
+	c.partialHead = uint32(must)
 	c.markDirty()
 	return true
 }

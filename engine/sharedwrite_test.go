@@ -243,8 +243,17 @@ func TestSharedLargeWriteAllocs(t *testing.T) {
 // the connection as a slow consumer in the same task, before any flush: the
 // client must read whole frames, the partly written one completed, and then
 // the 4009 close frame.
+//
+// 200 KiB is above what a 16-bit partialHead could count: such frames took
+// the copy path before, and the kernel never took one of them in part.
 func TestSharedLargePartialThenClose(t *testing.T) {
-	const size = 60 << 10 // large against the send buffer: the kernel takes one in part
+	for _, size := range []int{60 << 10, 200 << 10} {
+		t.Run(fmt.Sprintf("%dKiB", size>>10), func(t *testing.T) { sharedLargePartialThenClose(t, size) })
+	}
+}
+
+func sharedLargePartialThenClose(t *testing.T, size int) {
+	// size is large against the send buffer: the kernel takes one in part
 	opts := perfOptions()
 	opts.Loops = 1
 	opts.SocketSendBuffer = 4 << 10
