@@ -33,7 +33,7 @@ type Common struct {
 
 // Register adds the common flags.
 func (c *Common) Register(fs *flag.FlagSet, defTargets string) {
-	fs.StringVar(&c.Targets, "targets", defTargets, "comma-separated targets: gateway, gorilla, nbio, nbio-pool (nbio on its default handler pool), centrifugo (installed with go install into the user cache folder on first use), name=ws://host:port/path[#pid], name=binary args-with-{addr}-{admin}-{mode}-{modeflag}")
+	fs.StringVar(&c.Targets, "targets", defTargets, "comma-separated targets: gateway, gateway-1loop (-loops 1), gorilla, nbio, nbio-pool (nbio on its default handler pool), centrifugo (installed with go install into the user cache folder on first use), uws (uWebSockets.js on Node.js, npm ci into the user cache folder on first use), name=ws://host:port/path[#pid], name=binary args-with-{addr}-{admin}-{mode}-{modeflag}")
 	fs.StringVar(&c.Out, "out", "", "results folder (default bench/results/<timestamp> under the module root)")
 	fs.StringVar(&c.Src, "src", "", "module root to build targets from (default: found from the cwd)")
 	fs.IntVar(&c.PerWorker, "per-worker", 19000, "connections per client worker process (open-file limit is 20000 per process)")

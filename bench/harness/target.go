@@ -76,6 +76,11 @@ func (ts TargetSpec) Supports(mode string) bool {
 var Builtin = map[string]TargetSpec{
 	"gateway": {Name: "gateway", Pkg: "./cmd/gateway", Args: []string{"{modeflag}", "-addr", "{addr}", "-admin-addr", "{admin}", "-drain-time", "0s"}, Health: "/healthz",
 		Modes: []string{"echo", "broadcast", "router"}, PprofArgs: []string{"-pprof"}},
+	// the gateway with one event loop: the same resources as uWS's one
+	// loop, and the right setting where the load client (or anything else
+	// busy) shares the host's cores (docs/benchmarks.md "Loops")
+	"gateway-1loop": {Name: "gateway-1loop", Pkg: "./cmd/gateway", Args: []string{"{modeflag}", "-addr", "{addr}", "-admin-addr", "{admin}", "-drain-time", "0s", "-loops", "1"}, Health: "/healthz",
+		Modes: []string{"echo", "broadcast", "router"}, PprofArgs: []string{"-pprof"}},
 	"gorilla": {Name: "gorilla", Pkg: "./bench/peers/gorilla", Args: []string{"-addr", "{addr}", "-mode", "{mode}"}},
 	// nbio as its authors recommend for a light handler: handler on the
 	// pollers, batching broadcast hub (see bench/peers/nbio).
@@ -87,7 +92,7 @@ var Builtin = map[string]TargetSpec{
 
 // ParseTarget parses a -target value:
 //
-//	gateway | gorilla | nbio | nbio-pool | centrifugo   builtin
+//	gateway | gateway-1loop | gorilla | nbio | nbio-pool | centrifugo | uws   builtin
 //	name=ws://127.0.0.1:9000/ws[#pid]   external, already running
 //	name=/path/bin -flag {addr} ...     custom binary with an argument template
 func ParseTarget(s string) (TargetSpec, error) {
@@ -96,7 +101,7 @@ func ParseTarget(s string) (TargetSpec, error) {
 	}
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" || rest == "" {
-		return TargetSpec{}, fmt.Errorf("target %q: want a builtin (%s) or name=ws://host:port/path[#pid] or name=binary args", s, "gateway, gorilla, nbio, nbio-pool, centrifugo")
+		return TargetSpec{}, fmt.Errorf("target %q: want a builtin (%s) or name=ws://host:port/path[#pid] or name=binary args", s, "gateway, gateway-1loop, gorilla, nbio, nbio-pool, centrifugo, uws")
 	}
 	if strings.HasPrefix(rest, "ws://") {
 		ts := TargetSpec{Name: name, URL: rest}
