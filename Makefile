@@ -69,10 +69,12 @@ fuzz:
 ## (micro-benchmarks: go test -run='^$$' -bench=. -benchmem ./frame/ ./engine/). See docs/benchmarks.md.
 BENCH_OUT ?= bench/results/$(shell date +%Y%m%d-%H%M%S)
 BENCH_ARGS ?=
+# uws is uWebSockets.js on Node.js (npm ci into the user cache folder on first
+# use), gateway-1loop the gateway with -loops 1 (the same one loop as uWS).
 # Optional peers: nbio-pool (nbio on its default handler pool, the earlier
 # peer) and centrifugo (go-installed into the user cache folder on first use),
-# e.g. make bench BENCH_TARGETS=gateway,nbio,nbio-pool,gorilla,centrifugo
-BENCH_TARGETS ?= gateway,nbio,gorilla
+# e.g. make bench BENCH_TARGETS=gateway,gateway-1loop,uws,nbio,nbio-pool,gorilla,centrifugo
+BENCH_TARGETS ?= gateway,gateway-1loop,uws,nbio,gorilla
 bench:
 	$(GO) build -o $(BIN)/wsbench ./cmd/wsbench
 	$(BIN)/wsbench compare -targets $(BENCH_TARGETS) -out $(BENCH_OUT) -profile \
