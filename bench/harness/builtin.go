@@ -110,11 +110,29 @@ func defineIdle(fs *flag.FlagSet, p string) RunFunc {
 			r.BaselineRSS = r.IdleSamples[0].ServerRSS
 		}
 		r.ClientBytesPerConn, _ = report.LeastSquares(xs, cys)
+		r.BytesPerConnMarginal = marginalSlope(xs, ys)
 		r.Conns = r.IdleSamples[len(r.IdleSamples)-1].Conns
 		r.ServerRSS = r.IdleSamples[len(r.IdleSamples)-1].ServerRSS
 		_, _ = pool.All(Cmd{Op: "closeall"}, time.Minute)
 		return nil
 	}
+}
+
+// marginalSlope is the least-squares slope of ys over the samples with
+// connections (xs > 0), leaving out the one-time costs the first
+// connections pay; 0 when fewer than two such samples.
+func marginalSlope(xs, ys []float64) float64 {
+	var mx, my []float64
+	for i, x := range xs {
+		if x > 0 {
+			mx, my = append(mx, x), append(my, ys[i])
+		}
+	}
+	if len(mx) < 2 {
+		return 0
+	}
+	slope, _ := report.LeastSquares(mx, my)
+	return slope
 }
 
 func median(v []int64) int64 {

@@ -176,6 +176,26 @@ func TestConnectAndIdle(t *testing.T) {
 	}
 }
 
+// TestMarginalSlope: a one-time jump with the first connections (pools,
+// buffers) is in the overall slope but not in the marginal one.
+func TestMarginalSlope(t *testing.T) {
+	xs := []float64{0, 2000, 5000, 10000}
+	ys := make([]float64, len(xs))
+	for i, x := range xs {
+		ys[i] = 16e6 + 1000*x
+		if x > 0 {
+			ys[i] += 5e6 // the jump
+		}
+	}
+	all, _ := report.LeastSquares(xs, ys)
+	if m := marginalSlope(xs, ys); m < 999.9 || m > 1000.1 || all < 1200 {
+		t.Fatalf("marginal %.1f (want 1000), overall %.1f (want > 1200)", m, all)
+	}
+	if m := marginalSlope([]float64{0, 10}, []float64{1, 2}); m != 0 {
+		t.Fatalf("one non-zero sample: %.1f, want 0", m)
+	}
+}
+
 func TestConnectFailuresByReason(t *testing.T) {
 	// a server that refuses every upgrade with 403
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -29,6 +29,7 @@ func durF(v float64) string { return Dur(int64(v)) }
 // Metrics are the numbers the compare command puts side by side.
 var Metrics = []Metric{
 	{"idle", "server bytes/conn", true, func(r Result) float64 { return r.BytesPerConn }, Bytes, false},
+	{"idle", "server bytes/conn, marginal (non-zero counts)", true, func(r Result) float64 { return r.BytesPerConnMarginal }, Bytes, false},
 	{"idle", "baseline RSS", true, func(r Result) float64 { return float64(r.BaselineRSS) }, Bytes, false},
 	{"connect", "upgrades/s", false, func(r Result) float64 { return r.UpgradesPerSec }, Rate, false},
 	{"connect", "connect p99", true, lat(func(r Result) int64 { return sum(r.ConnectLatency).P99 }), durF, false},

@@ -64,10 +64,14 @@ type Result struct {
 	ClientCPUSec      float64 `json:"client_cpu_s,omitempty"`
 
 	// idle density
-	IdleSamples        []RSSSample `json:"idle_samples,omitempty"`
-	BaselineRSS        int64       `json:"baseline_rss,omitempty"`
-	BytesPerConn       float64     `json:"bytes_per_conn,omitempty"`
-	ClientBytesPerConn float64     `json:"client_bytes_per_conn,omitempty"`
+	IdleSamples  []RSSSample `json:"idle_samples,omitempty"`
+	BaselineRSS  int64       `json:"baseline_rss,omitempty"`
+	BytesPerConn float64     `json:"bytes_per_conn,omitempty"`
+	// BytesPerConnMarginal is the slope over the non-zero counts only: the
+	// first connections also pay one-time costs (pools, per-loop buffers,
+	// goroutines of a connect burst) that BytesPerConn spreads over them.
+	BytesPerConnMarginal float64 `json:"bytes_per_conn_marginal,omitempty"`
+	ClientBytesPerConn   float64 `json:"client_bytes_per_conn,omitempty"`
 
 	// reconnect storm
 	ServerDownMs     float64       `json:"server_down_ms,omitempty"`   // kill -> new server accepting
@@ -202,14 +206,14 @@ func Table(w io.Writer, rs []Result) {
 					Rate(r.UpgradesPerSec), Dur(l.P50), Dur(l.P99), Dur(l.Max), failStr(r.Failures), r.ServerCPUSec)
 			}
 		case "idle":
-			fmt.Fprintln(tw, "target\tstatus\tconns\tbaseline RSS\tbytes/conn\tclient bytes/conn\tsamples (conns:RSS)")
+			fmt.Fprintln(tw, "target\tstatus\tconns\tbaseline RSS\tbytes/conn\tmarginal\tclient bytes/conn\tsamples (conns:RSS)")
 			for _, r := range byScen[s] {
 				var sm []string
 				for _, x := range r.IdleSamples {
 					sm = append(sm, fmt.Sprintf("%d:%s", x.Conns, Bytes(float64(x.ServerRSS))))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Target, status(r), r.Conns, Bytes(float64(r.BaselineRSS)),
-					Bytes(r.BytesPerConn), Bytes(r.ClientBytesPerConn), strings.Join(sm, " "))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Target, status(r), r.Conns, Bytes(float64(r.BaselineRSS)),
+					Bytes(r.BytesPerConn), Bytes(r.BytesPerConnMarginal), Bytes(r.ClientBytesPerConn), strings.Join(sm, " "))
 			}
 		case "reconnect":
 			fmt.Fprintln(tw, "target\tstatus\tconns\treconnected\tserver down\tall back (from kill)\treopen p50\tp99\tdials\tfailures")
