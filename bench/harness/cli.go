@@ -97,6 +97,7 @@ func compareMain(args []string, stdout, stderr io.Writer) int {
 	}
 	list := fs.String("scenarios", "idle,connect,echo,broadcast,reconnect", "scenarios to run, in order ("+strings.Join(names, ",")+")")
 	base := fs.String("base", "gateway", "target the ratios are computed for (base/other)")
+	repeat := fs.Int("repeat", 1, "rounds of every scenario against every target (interleaved: round 1 of all, then round 2, ...); the tables show each metric's median round and the range")
 	runs := map[string]RunFunc{}
 	for _, s := range Scenarios() {
 		runs[s.Name] = s.Define(fs, s.Name+".")
@@ -114,6 +115,7 @@ func compareMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer e.Close()
+	var scens []*Scenario
 	for _, n := range strings.Split(*list, ",") {
 		n = strings.TrimSpace(n)
 		s := Lookup(n)
@@ -121,7 +123,20 @@ func compareMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "unknown scenario %q\n", n)
 			return 2
 		}
-		e.RunScenario(s, runs[n], FlagParams(fs, n+"."))
+		scens = append(scens, s)
+	}
+	if *repeat < 1 {
+		fmt.Fprintln(stderr, "-repeat: want 1 or more")
+		return 2
+	}
+	for round := 1; round <= *repeat; round++ {
+		if *repeat > 1 {
+			e.Round = round
+			e.logf("==== round %d of %d", round, *repeat)
+		}
+		for _, s := range scens {
+			e.RunScenario(s, runs[s.Name], FlagParams(fs, s.Name+"."))
+		}
 	}
 	rc := finish(e, stdout, stderr, *base)
 	writeCompare(e.OutDir, e.Run.Results, *base, e.targetNames(), stdout)
@@ -172,7 +187,7 @@ func reportMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	dir := filepath.Dir(*in)
-	if _, err := report.Charts(dir, run.Results); err != nil {
+	if _, err := report.Charts(dir, firstRound(run.Results)); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

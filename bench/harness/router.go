@@ -250,7 +250,7 @@ func defineRoom(fs *flag.FlagSet, p string) RunFunc {
 			return nil
 		}
 		// the raw baseline, same sizes (binary frames: the payload is the data string's size)
-		rr := report.Result{Scenario: r.Scenario, Target: in.Spec.Name + "-raw", Status: "ok", Started: time.Now().UTC(), Params: r.Params, LoadAvg: loadAvg(), Instances: 1}
+		rr := report.Result{Scenario: r.Scenario, Target: in.Spec.Name + "-raw", Status: "ok", Round: r.Round, Started: time.Now().UTC(), Params: r.Params, LoadAvg: loadAvg(), Instances: 1}
 		t0 := time.Now()
 		func() {
 			bin, err := StartWith(e.B, in.Spec, "broadcast", e.pprofArgs(in.Spec), filepath.Join(e.OutDir, "logs", "room-"+in.Spec.Name+"-raw.log"))
@@ -361,7 +361,7 @@ func defineCross(fs *flag.FlagSet, p string) RunFunc {
 		if !*single {
 			return nil
 		}
-		rs := report.Result{Scenario: r.Scenario, Target: in.Spec.Name + "-single", Status: "ok", Started: time.Now().UTC(), Params: r.Params, LoadAvg: loadAvg(), Instances: 1}
+		rs := report.Result{Scenario: r.Scenario, Target: in.Spec.Name + "-single", Status: "ok", Round: r.Round, Started: time.Now().UTC(), Params: r.Params, LoadAvg: loadAvg(), Instances: 1}
 		t0 := time.Now()
 		func() {
 			gw, _, err := e.startRouter(in.Spec, rp, "cross-"+in.Spec.Name+"-single", "")

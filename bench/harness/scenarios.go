@@ -55,6 +55,8 @@ type Env struct {
 	Run    report.Run
 	OutDir string
 	Params map[string]map[string]any // scenario -> its flag values
+	// Round stamps the results (compare -repeat; 0 in a single run).
+	Round int
 }
 
 // NewEnv parses targets, finds the module root and creates the output dir.
@@ -167,7 +169,7 @@ func FlagParams(fs *flag.FlagSet, prefix string) map[string]any {
 func (e *Env) RunScenario(s *Scenario, run RunFunc, params map[string]any) []report.Result {
 	var out []report.Result
 	for _, ts := range e.Specs {
-		r := report.Result{Scenario: s.Name, Target: ts.Name, Status: "ok", Started: time.Now().UTC(), Params: params}
+		r := report.Result{Scenario: s.Name, Target: ts.Name, Status: "ok", Round: e.Round, Started: time.Now().UTC(), Params: params}
 		if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 			r.LoadAvg = strings.TrimSpace(string(la))
 		}
@@ -219,8 +221,20 @@ func (e *Env) Save() error {
 	if err := report.WriteJSON(filepath.Join(e.OutDir, "results.json"), &e.Run); err != nil {
 		return err
 	}
-	_, err := report.Charts(e.OutDir, e.Run.Results)
+	_, err := report.Charts(e.OutDir, firstRound(e.Run.Results))
 	return err
+}
+
+// firstRound is the results of a single run, or of round 1 of a repeated
+// one: the charts draw one round (the tables show medians and ranges).
+func firstRound(rs []report.Result) []report.Result {
+	var out []report.Result
+	for _, r := range rs {
+		if r.Round <= 1 {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // ---- helpers shared by scenarios ----

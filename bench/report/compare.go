@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/wsgate/wsgate/bench/hist"
@@ -79,7 +80,11 @@ type PairRow struct {
 	// loss notes of both sides (latency percentiles only)
 	ValueLoss string `json:"value_loss,omitempty"`
 	BaseLoss  string `json:"base_loss,omitempty"`
-	fmt       func(float64) string
+	// with compare -repeat: the row is the round with the median ratio
+	Runs     int     `json:"runs,omitempty"`
+	RatioMin float64 `json:"ratio_min,omitempty"`
+	RatioMax float64 `json:"ratio_max,omitempty"`
+	fmt      func(float64) string
 }
 
 // Pairs compares each room/cross result with its baseline from the same run.
@@ -90,7 +95,7 @@ func Pairs(rs []Result) []PairRow {
 		if !ok || strings.HasSuffix(r.Target, suf) || (r.Status != "" && r.Status != "ok") {
 			continue
 		}
-		b, ok := find(rs, r.Scenario, r.Target+suf)
+		b, ok := findRound(rs, r.Scenario, r.Target+suf, r.Round)
 		if !ok {
 			continue
 		}
@@ -107,6 +112,44 @@ func Pairs(rs []Result) []PairRow {
 			out = append(out, row)
 		}
 	}
+	return medianPairs(out)
+}
+
+// findRound is find within one round of a repeated run.
+func findRound(rs []Result, scen, target string, round int) (Result, bool) {
+	for _, r := range rs {
+		if r.Scenario == scen && r.Target == target && r.Round == round && (r.Status == "" || r.Status == "ok") {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+// medianPairs keeps, of the rows one (scenario, target, metric) has in
+// several rounds, the one with the median ratio, noting the ratios' range.
+func medianPairs(rows []PairRow) []PairRow {
+	type key struct{ scen, target, metric string }
+	groups := map[key][]PairRow{}
+	var order []key
+	for _, r := range rows {
+		k := key{r.Scenario, r.Target, r.Metric}
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	out := make([]PairRow, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		if len(g) == 1 {
+			out = append(out, g[0])
+			continue
+		}
+		sort.SliceStable(g, func(i, j int) bool { return g[i].Ratio < g[j].Ratio })
+		m := g[(len(g)-1)/2]
+		m.Runs, m.RatioMin, m.RatioMax = len(g), g[0].Ratio, g[len(g)-1].Ratio
+		out = append(out, m)
+	}
 	return out
 }
 
@@ -121,7 +164,11 @@ func PairMarkdown(w io.Writer, rows []PairRow) {
 		if f == nil {
 			f = defFmt
 		}
-		fmt.Fprintf(w, "| %s (%s vs %s) | %s | %s%s | %s%s | %.2fx | %s |\n", r.Scenario, r.Target, r.Baseline, r.Metric, f(r.Value), r.ValueLoss, f(r.Base), r.BaseLoss, r.Ratio, r.Better)
+		rng := ""
+		if r.Runs > 1 {
+			rng = fmt.Sprintf(" [%.2fx–%.2fx, %d runs]", r.RatioMin, r.RatioMax, r.Runs)
+		}
+		fmt.Fprintf(w, "| %s (%s vs %s) | %s | %s%s | %s%s | %.2fx%s | %s |\n", r.Scenario, r.Target, r.Baseline, r.Metric, f(r.Value), r.ValueLoss, f(r.Base), r.BaseLoss, r.Ratio, rng, r.Better)
 	}
 }
 
@@ -130,6 +177,43 @@ func sum(s *hist.Summary) hist.Summary {
 		return hist.Summary{}
 	}
 	return *s
+}
+
+// findAll returns every successful result of target in scen (one per
+// round with compare -repeat).
+func findAll(rs []Result, scen, target string) []Result {
+	var out []Result
+	for _, r := range rs {
+		if r.Scenario == scen && r.Target == target && (r.Status == "" || r.Status == "ok") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// medianRun is the result whose metric value is the median (the lower
+// middle one for an even count), so that the value and its loss note come
+// from one real run.
+func medianRun(rs []Result, get func(Result) float64) (Result, bool) {
+	if len(rs) == 0 {
+		return Result{}, false
+	}
+	s := append([]Result(nil), rs...)
+	sort.SliceStable(s, func(i, j int) bool { return get(s[i]) < get(s[j]) })
+	return s[(len(s)-1)/2], true
+}
+
+func minMax(rs []Result, get func(Result) float64) (lo, hi float64, n int) {
+	for i, r := range rs {
+		v := get(r)
+		if i == 0 || v < lo {
+			lo = v
+		}
+		if i == 0 || v > hi {
+			hi = v
+		}
+	}
+	return lo, hi, len(rs)
 }
 
 func find(rs []Result, scen, target string) (Result, bool) {
@@ -153,6 +237,12 @@ type Ratio struct {
 	Lost     map[string]int64 `json:"lost,omitempty"`
 	Expected map[string]int64 `json:"expected,omitempty"`
 	Dups     map[string]int64 `json:"dups,omitempty"`
+	// With repeated runs (compare -repeat): Values are medians over the
+	// rounds, Min/Max the range and Runs how many rounds had a result; the
+	// loss note is the median round's.
+	Min  map[string]float64 `json:"min,omitempty"`
+	Max  map[string]float64 `json:"max,omitempty"`
+	Runs map[string]int     `json:"runs,omitempty"`
 }
 
 // Ratios computes base/other for every metric present.
@@ -165,7 +255,14 @@ func Ratios(rs []Result, base string, others []string) []Ratio {
 		}
 		any := false
 		for _, t := range append([]string{base}, others...) {
-			if res, ok := find(rs, m.Scenario, t); ok {
+			all := findAll(rs, m.Scenario, t)
+			if len(all) > 1 {
+				if r.Runs == nil {
+					r.Min, r.Max, r.Runs = map[string]float64{}, map[string]float64{}, map[string]int{}
+				}
+				r.Min[t], r.Max[t], r.Runs[t] = minMax(all, m.Get)
+			}
+			if res, ok := medianRun(all, m.Get); ok {
 				r.Values[t] = m.Get(res)
 				any = true
 				if m.Loss {
@@ -232,7 +329,11 @@ func Markdown(w io.Writer, title string, ratios []Ratio, base string, others []s
 		fmt.Fprintf(w, "| %s | %s |", r.Scenario, r.Metric)
 		for _, c := range cols {
 			if v, ok := r.Values[c]; ok {
-				fmt.Fprintf(w, " %s%s |", f(v), LossNote(r.Lost[c], r.Expected[c], r.Dups[c], r.Lost != nil))
+				rng := ""
+				if n := r.Runs[c]; n > 1 {
+					rng = fmt.Sprintf(" [%s–%s, %d runs]", f(r.Min[c]), f(r.Max[c]), n)
+				}
+				fmt.Fprintf(w, " %s%s%s |", f(v), LossNote(r.Lost[c], r.Expected[c], r.Dups[c], r.Lost != nil), rng)
 			} else {
 				fmt.Fprintf(w, " n/a |")
 			}

@@ -26,9 +26,12 @@ type RSSSample struct {
 
 // Result is one scenario against one target.
 type Result struct {
-	Scenario string           `json:"scenario"`
-	Target   string           `json:"target"`
-	Status   string           `json:"status"` // ok | error | skipped
+	Scenario string `json:"scenario"`
+	Target   string `json:"target"`
+	Status   string `json:"status"` // ok | error | skipped
+	// Round is the repetition this result belongs to (wsbench compare
+	// -repeat N: 1..N); 0 in a single run.
+	Round    int              `json:"round,omitempty"`
 	Error    string           `json:"error,omitempty"`
 	Started  time.Time        `json:"started"`
 	WallS    float64          `json:"wall_s"`
@@ -202,7 +205,7 @@ func Table(w io.Writer, rs []Result) {
 				if l == nil {
 					l = &hist.Summary{}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.2f\n", r.Target, status(r), r.Conns, r.Upgrades,
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.2f\n", label(r), status(r), r.Conns, r.Upgrades,
 					Rate(r.UpgradesPerSec), Dur(l.P50), Dur(l.P99), Dur(l.Max), failStr(r.Failures), r.ServerCPUSec)
 			}
 		case "idle":
@@ -212,7 +215,7 @@ func Table(w io.Writer, rs []Result) {
 				for _, x := range r.IdleSamples {
 					sm = append(sm, fmt.Sprintf("%d:%s", x.Conns, Bytes(float64(x.ServerRSS))))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Target, status(r), r.Conns, Bytes(float64(r.BaselineRSS)),
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", label(r), status(r), r.Conns, Bytes(float64(r.BaselineRSS)),
 					Bytes(r.BytesPerConn), Bytes(r.BytesPerConnMarginal), Bytes(r.ClientBytesPerConn), strings.Join(sm, " "))
 			}
 		case "reconnect":
@@ -222,7 +225,7 @@ func Table(w io.Writer, rs []Result) {
 				if l == nil {
 					l = &hist.Summary{}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0fms\t%.0fms\t%s\t%s\t%d\t%s\n", r.Target, status(r), r.Conns, r.Reconnected,
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0fms\t%.0fms\t%s\t%s\t%d\t%s\n", label(r), status(r), r.Conns, r.Reconnected,
 					r.ServerDownMs, r.ReconnectAllMs, Dur(l.P50), Dur(l.P99), r.DialAttempts, failStr(r.Failures))
 			}
 		default:
@@ -236,17 +239,17 @@ func Table(w io.Writer, rs []Result) {
 				if r.SendLag != nil {
 					lag = r.SendLag.P99
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2fµs\t%.2f\t%s\n", r.Target, status(r), r.Conns,
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2fµs\t%.2f\t%s\n", label(r), status(r), r.Conns,
 					Rate(r.OfferedRate), Rate(r.SentRate), Rate(r.DeliveriesPerSec), r.Expected, r.Lost, r.Duplicates,
 					Dur(l.P50), Dur(l.P99), Dur(l.P999), Dur(l.Max), r.ServerCPUPerMsgUs, r.ServerCPUSec, Dur(lag))
 			}
 		}
 		for _, r := range byScen[s] {
 			if r.Error != "" {
-				fmt.Fprintf(tw, "  %s: %s\n", r.Target, r.Error)
+				fmt.Fprintf(tw, "  %s: %s\n", label(r), r.Error)
 			}
 			for _, n := range r.Notes {
-				fmt.Fprintf(tw, "  %s: %s\n", r.Target, n)
+				fmt.Fprintf(tw, "  %s: %s\n", label(r), n)
 			}
 		}
 	}
@@ -280,4 +283,13 @@ func LeastSquares(x, y []float64) (slope, intercept float64) {
 	slope = (n*sxy - sx*sy) / d
 	intercept = (sy - slope*sx) / n
 	return slope, intercept
+}
+
+// label names a result's row in the text table: the target, and its round
+// in a repeated run (gateway#2).
+func label(r Result) string {
+	if r.Round > 0 {
+		return fmt.Sprintf("%s#%d", r.Target, r.Round)
+	}
+	return r.Target
 }

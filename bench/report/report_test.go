@@ -168,3 +168,47 @@ func TestMarkdownShowsLossNextToPercentiles(t *testing.T) {
 		t.Fatalf("loss note on a non-latency metric: %q", n)
 	}
 }
+
+// TestRepeatedRunsMedianAndRange: with several rounds (compare -repeat) a
+// metric is its median round's value, with the range and the median round's
+// losses beside it; a router result pairs with its baseline of the same round.
+func TestRepeatedRunsMedianAndRange(t *testing.T) {
+	var rs []Result
+	for i, p99 := range []int64{900e6, 100e6, 500e6} {
+		round := i + 1
+		rs = append(rs,
+			Result{Scenario: "broadcast", Target: "gateway", Status: "ok", Round: round, Expected: 1000, Lost: int64(round),
+				Latency: &hist.Summary{P50: p99 / 2, P99: p99}, DeliveriesPerSec: float64(1000 * round)},
+			Result{Scenario: "broadcast", Target: "uws", Status: "ok", Round: round, Expected: 1000,
+				Latency: &hist.Summary{P50: 40e6, P99: 90e6}, DeliveriesPerSec: 1000},
+			Result{Scenario: "room", Target: "gateway", Status: "ok", Round: round, DeliveriesPerSec: float64(100 * round)},
+			Result{Scenario: "room", Target: "gateway-raw", Status: "ok", Round: round, DeliveriesPerSec: 100})
+	}
+	var p99 Ratio
+	for _, r := range Ratios(rs, "gateway", []string{"uws"}) {
+		if r.Scenario == "broadcast" && r.Metric == "p99" {
+			p99 = r
+		}
+	}
+	if p99.Values["gateway"] != 500e6 || p99.Min["gateway"] != 100e6 || p99.Max["gateway"] != 900e6 || p99.Runs["gateway"] != 3 {
+		t.Fatalf("gateway p99: value %v min %v max %v runs %v, want the median 500ms of 100..900ms over 3", p99.Values["gateway"], p99.Min["gateway"], p99.Max["gateway"], p99.Runs["gateway"])
+	}
+	if p99.Lost["gateway"] != 3 {
+		t.Fatalf("loss note from round %d, want the median round (3)", p99.Lost["gateway"])
+	}
+	var b strings.Builder
+	Markdown(&b, "t", Ratios(rs, "gateway", []string{"uws"}), "gateway", []string{"uws"})
+	if !strings.Contains(b.String(), "500.00ms (3 lost, 0.30%) [100.00ms–900.00ms, 3 runs]") {
+		t.Fatalf("markdown lacks the median with its loss and range:\n%s", b.String())
+	}
+	pairs := Pairs(rs)
+	for _, p := range pairs {
+		if p.Metric == "deliveries/s" {
+			if p.Runs != 3 || p.Ratio != 2 || p.RatioMin != 1 || p.RatioMax != 3 {
+				t.Fatalf("room pair: %+v, want ratio 2 (median of 1, 2, 3 round by round) over 3 runs", p)
+			}
+			return
+		}
+	}
+	t.Fatalf("no deliveries/s pair in %+v", pairs)
+}
