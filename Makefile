@@ -75,9 +75,11 @@ BENCH_ARGS ?=
 # peer) and centrifugo (go-installed into the user cache folder on first use),
 # e.g. make bench BENCH_TARGETS=gateway,gateway-1loop,uws,nbio,nbio-pool,gorilla,centrifugo
 BENCH_TARGETS ?= gateway,gateway-1loop,uws,nbio,gorilla
+# rounds of the whole comparison (medians and ranges in the tables)
+BENCH_REPEAT ?= 1
 bench:
 	$(GO) build -o $(BIN)/wsbench ./cmd/wsbench
-	$(BIN)/wsbench compare -targets $(BENCH_TARGETS) -out $(BENCH_OUT) -profile \
+	$(BIN)/wsbench compare -targets $(BENCH_TARGETS) -out $(BENCH_OUT) -profile -repeat $(BENCH_REPEAT) \
 		-scenarios idle,connect,echo,broadcast,reconnect,room \
 		-idle.counts 0,2k,5k,10k -idle.settle 1s \
 		-connect.conns 10000 \
