@@ -26,7 +26,7 @@ import (
 // table does not grow. Entries whose value died wait for their cleanup,
 // which the runtime queues after the collection that freed the value.
 
-// maxInterned bounds the intern table. Each entry costs about 150 bytes
+// maxInterned bounds the intern table. Each entry costs about 200 bytes
 // (key, map slot, weak handle, cleanup record) on top of the Permissions
 // themselves; tokens whose permissions are all different (a room pattern
 // per user, say) gain nothing from sharing, and past this many entries
