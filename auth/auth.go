@@ -5,9 +5,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -25,9 +27,11 @@ import (
 // and a key may be configured at once (for a migration); each algorithm is
 // then checked with its own key only.
 //
-// A Verifier is immutable after NewVerifier and safe for concurrent use.
-// Verification allocates (JSON claims, big-number math); it runs once per
-// connection, not per message.
+// A Verifier's configuration is immutable after NewVerifier and it is safe
+// for concurrent use; its only mutable part is the intern table of shared
+// Permissions (intern.go), under its own short mutex. Verification
+// allocates (JSON claims, big-number math); it runs once per connection,
+// not per message.
 
 // Config configures a Verifier.
 type Config struct {
@@ -60,13 +64,14 @@ type Verifier struct {
 	ecKey   *ecdsa.PublicKey
 	methods []string
 	parser  *jwt.Parser
+	perms   *permTable // Permissions shared between tokens (intern.go)
 }
 
 // NewVerifier builds a Verifier. It fails when neither a secret nor a public
 // key is given, when the PEM holds no usable key, or for RSA keys under 2048
 // bits and EC curves other than P-256.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	v := &Verifier{}
+	v := &Verifier{perms: newPermTable(maxInterned)}
 	if len(cfg.Secret) > 0 {
 		v.secret = append([]byte(nil), cfg.Secret...)
 		v.methods = append(v.methods, jwt.SigningMethodHS256.Alg())
@@ -161,11 +166,13 @@ func (v *Verifier) allowed(alg string) bool {
 	return false
 }
 
-// Claims are the verified contents of a token. Pattern lists hold glob
-// patterns for MatchPattern. Rooms and SubChannels: unset means everything is
-// allowed, set (even to an empty list) means only what matches. Pub: nil or
-// empty means nothing may be published. Admin is carried for the caller; the
-// May* checks do not consult it.
+// Claims are the contents of a token in one flat value: what MintHS256
+// signs, and Grant.Claims's view of a verified token. Pattern lists hold
+// glob patterns for MatchPattern. Rooms and SubChannels: unset means
+// everything is allowed, set (even to an empty list) means only what
+// matches. Pub: nil or empty means nothing may be published. Admin is
+// carried for the caller; the May* checks do not consult it. Verify
+// returns a Grant instead, whose permission part is shared (grant.go).
 type Claims struct {
 	Sub            string
 	Exp            time.Time // zero when the token has no exp
@@ -203,18 +210,20 @@ func (c *Claims) MayRPC(method []byte) bool {
 }
 
 // Verify checks token's signature, algorithm, exp and nbf and decodes its
-// claims. The returned error is one of the Err* values above (possibly
-// wrapped with detail); its text is fit to send as the auth:fail reason.
-func (v *Verifier) Verify(token []byte) (*Claims, error) {
+// claims into a Grant whose Permissions are shared with every other token
+// carrying the same permission claims (intern.go). The returned error is
+// one of the Err* values above (possibly wrapped with detail); its text is
+// fit to send as the auth:fail reason.
+func (v *Verifier) Verify(token []byte) (Grant, error) {
 	if len(token) == 0 {
-		return nil, ErrNoToken
+		return Grant{}, ErrNoToken
 	}
 	mc := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(string(token), mc, v.keyFor)
 	if err != nil {
-		return nil, v.describe(tok, err)
+		return Grant{}, v.describe(tok, err)
 	}
-	return claimsFromMap(mc)
+	return v.grantFromMap(mc)
 }
 
 // describe maps jwt's errors to the stable reasons clients see.
@@ -240,88 +249,142 @@ func (v *Verifier) describe(tok *jwt.Token, err error) error {
 	return ErrInvalidToken
 }
 
-func claimsFromMap(mc jwt.MapClaims) (*Claims, error) {
-	c := &Claims{}
+// grantFromMap checks the claims (sub, exp, the permission claims in the
+// order rooms, pub, sub_channels, rpc, tags, then admin; the first bad one
+// is the error) and builds the Grant, its Permissions from the intern table
+// when another token already has the same ones.
+func (v *Verifier) grantFromMap(mc jwt.MapClaims) (Grant, error) {
+	var g Grant
 	switch sub := mc["sub"].(type) {
 	case nil:
-		return nil, ErrMissingSub
+		return Grant{}, ErrMissingSub
 	case string:
 		if sub == "" {
-			return nil, ErrMissingSub
+			return Grant{}, ErrMissingSub
 		}
 		if !wire.ValidName([]byte(sub)) {
-			return nil, ErrBadSub
+			return Grant{}, ErrBadSub
 		}
-		c.Sub = sub
+		g.Sub = sub
 	default:
-		return nil, fmt.Errorf("%w: sub must be a string", ErrBadClaims)
+		return Grant{}, fmt.Errorf("%w: sub must be a string", ErrBadClaims)
 	}
 	exp, err := mc.GetExpirationTime()
 	if err != nil {
-		return nil, fmt.Errorf("%w: exp must be a number", ErrBadClaims)
+		return Grant{}, fmt.Errorf("%w: exp must be a number", ErrBadClaims)
 	}
 	if exp != nil {
-		c.Exp = exp.Time
+		// jwt keeps exp at whole seconds (jwt.TimePrecision), so Unix loses
+		// nothing.
+		g.Exp = exp.Unix()
 	}
-	if c.Rooms, c.RoomsSet, err = patternClaim(mc, "rooms"); err != nil {
-		return nil, err
-	}
-	if c.Pub, _, err = patternClaim(mc, "pub"); err != nil {
-		return nil, err
-	}
-	if c.SubChannels, c.SubChannelsSet, err = patternClaim(mc, "sub_channels"); err != nil {
-		return nil, err
-	}
-	if c.RPC, c.RPCSet, err = patternClaim(mc, "rpc"); err != nil {
-		return nil, err
-	}
-	switch tags := mc["tags"].(type) {
-	case nil:
-	case map[string]any:
-		c.Tags = make(map[string]string, len(tags))
-		for k, v := range tags {
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("%w: tags must map strings to strings", ErrBadClaims)
-			}
-			c.Tags[k] = s
-		}
-	default:
-		return nil, fmt.Errorf("%w: tags must map strings to strings", ErrBadClaims)
+	var keyBuf [256]byte
+	key, err := appendPermKey(keyBuf[:0], mc)
+	if err != nil {
+		return Grant{}, err
 	}
 	switch admin := mc["admin"].(type) {
 	case nil:
 	case bool:
-		c.Admin = admin
+		g.Admin = admin
 	default:
-		return nil, fmt.Errorf("%w: admin must be a boolean", ErrBadClaims)
+		return Grant{}, fmt.Errorf("%w: admin must be a boolean", ErrBadClaims)
 	}
-	return c, nil
+	if g.Perms = v.perms.lookup(key); g.Perms == nil {
+		g.Perms = v.perms.intern(key, permissionsFromMap(mc))
+	}
+	return g, nil
 }
 
-// patternClaim reads a list of patterns; a JSON null counts as absent. The
-// result is non-nil whenever set is true.
-func patternClaim(mc jwt.MapClaims, name string) (list []string, set bool, err error) {
+// appendPermKey checks the permission claims and appends their canonical
+// key (intern.go) to b.
+func appendPermKey(b []byte, mc jwt.MapClaims) ([]byte, error) {
+	var err error
+	for _, name := range [...]string{"rooms", "pub", "sub_channels", "rpc"} {
+		if b, err = appendPatternKey(b, mc, name); err != nil {
+			return nil, err
+		}
+	}
+	switch tags := mc["tags"].(type) {
+	case nil:
+		b = append(b, 0)
+	case map[string]any:
+		var keysBuf [8]string
+		keys := keysBuf[:0]
+		for k, v := range tags {
+			if _, ok := v.(string); !ok {
+				return nil, fmt.Errorf("%w: tags must map strings to strings", ErrBadClaims)
+			}
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, 1)
+		b = binary.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			b = appendKeyString(b, k)
+			b = appendKeyString(b, tags[k].(string))
+		}
+	default:
+		return nil, fmt.Errorf("%w: tags must map strings to strings", ErrBadClaims)
+	}
+	return b, nil
+}
+
+// appendPatternKey checks one list of patterns (a JSON null counts as
+// absent) and appends its part of the key.
+func appendPatternKey(b []byte, mc jwt.MapClaims, name string) ([]byte, error) {
 	raw, ok := mc[name]
 	if !ok || raw == nil {
-		return nil, false, nil
+		return append(b, 0), nil
 	}
 	items, ok := raw.([]any)
 	if !ok {
-		return nil, false, fmt.Errorf("%w: %s must be a list of strings", ErrBadClaims, name)
+		return nil, fmt.Errorf("%w: %s must be a list of strings", ErrBadClaims, name)
 	}
-	list = make([]string, 0, len(items))
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(len(items)))
 	for _, it := range items {
 		s, ok := it.(string)
 		if !ok {
-			return nil, false, fmt.Errorf("%w: %s must be a list of strings", ErrBadClaims, name)
+			return nil, fmt.Errorf("%w: %s must be a list of strings", ErrBadClaims, name)
 		}
 		if !ValidPattern(s) {
-			return nil, false, fmt.Errorf("%w: %s holds a bad pattern %q", ErrBadClaims, name, s)
+			return nil, fmt.Errorf("%w: %s holds a bad pattern %q", ErrBadClaims, name, s)
 		}
-		list = append(list, s)
+		b = appendKeyString(b, s)
 	}
-	return list, true, nil
+	return b, nil
+}
+
+// permissionsFromMap builds the Permissions of claims appendPermKey has
+// already checked.
+func permissionsFromMap(mc jwt.MapClaims) *Permissions {
+	p := &Permissions{}
+	p.rooms, p.roomsSet = patternList(mc, "rooms")
+	p.pub, _ = patternList(mc, "pub")
+	p.subChannels, p.subChannelsSet = patternList(mc, "sub_channels")
+	p.rpc, p.rpcSet = patternList(mc, "rpc")
+	if tags, ok := mc["tags"].(map[string]any); ok {
+		p.tags = make(map[string]string, len(tags))
+		for k, v := range tags {
+			p.tags[k] = v.(string)
+		}
+	}
+	return p
+}
+
+// patternList reads a checked list of patterns; the result is non-nil
+// whenever set is true.
+func patternList(mc jwt.MapClaims, name string) (list []string, set bool) {
+	items, ok := mc[name].([]any)
+	if !ok {
+		return nil, false
+	}
+	list = make([]string, len(items))
+	for i, it := range items {
+		list[i] = it.(string)
+	}
+	return list, true
 }
 
 // MintHS256 signs c with secret for `gateway token` and tests. With ttl > 0

@@ -99,22 +99,22 @@ func TestAuthVerifyValid(t *testing.T) {
 		{name: "both keys RS", cfg: Config{Secret: authTestSecret, PublicKeyPEM: k.rsaPEM}, token: signTestToken(t, jwt.SigningMethodRS256, k.rsa, full)},
 	}
 	for _, tt := range tests {
-		c, err := mustVerifier(t, tt.cfg).Verify([]byte(tt.token))
+		g, err := mustVerifier(t, tt.cfg).Verify([]byte(tt.token))
 		if err != nil {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		if !reflect.DeepEqual(c, want) {
+		if c := g.Claims(); !reflect.DeepEqual(&c, want) {
 			t.Errorf("%s: claims %+v, want %+v", tt.name, c, want)
 		}
 	}
 	// Minimal claims: absent lists stay unset.
 	v := mustVerifier(t, Config{Secret: authTestSecret})
-	c, err := v.Verify([]byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "bob", "exp": exp.Unix(), "rooms": nil})))
+	g, err := v.Verify([]byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "bob", "exp": exp.Unix(), "rooms": nil})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.RoomsSet || c.Rooms != nil || c.Pub != nil || c.SubChannelsSet || c.Tags != nil || c.Admin {
+	if c := g.Claims(); c.RoomsSet || c.Rooms != nil || c.Pub != nil || c.SubChannelsSet || c.Tags != nil || c.Admin {
 		t.Fatalf("minimal claims: %+v", c)
 	}
 }
@@ -203,9 +203,9 @@ func TestAuthVerifyExpOptions(t *testing.T) {
 		t.Errorf("expired within leeway: %v", err)
 	}
 	noExp := []byte(signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "a"}))
-	c, err := mustVerifier(t, Config{Secret: authTestSecret, AllowNoExp: true}).Verify(noExp)
-	if err != nil || !c.Exp.IsZero() {
-		t.Errorf("AllowNoExp: %v %v", c, err)
+	g, err := mustVerifier(t, Config{Secret: authTestSecret, AllowNoExp: true}).Verify(noExp)
+	if err != nil || g.Exp != 0 || !g.ExpTime().IsZero() {
+		t.Errorf("AllowNoExp: %+v %v", g, err)
 	}
 	if _, err := mustVerifier(t, Config{Secret: authTestSecret, AllowNoExp: true}).Verify(tok); !errors.Is(err, ErrTokenExpired) {
 		t.Errorf("AllowNoExp must still reject an expired exp: %v", err)
@@ -251,15 +251,16 @@ func TestTokenMintHS256(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := v.Verify([]byte(tok))
+	g, err := v.Verify([]byte(tok))
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := g.Claims()
 	if c.Sub != "alice" || !c.RoomsSet || len(c.Rooms) != 2 || !c.SubChannelsSet || len(c.SubChannels) != 0 ||
 		c.Tags["region"] != "eu" || !c.Admin || time.Until(c.Exp) < 59*time.Minute {
 		t.Fatalf("round trip: %+v", c)
 	}
-	if c.MaySubscribe([]byte("anything")) {
+	if g.MaySubscribe([]byte("anything")) {
 		t.Fatal("empty sub_channels must allow nothing")
 	}
 	noExp, err := MintHS256(authTestSecret, Claims{Sub: "bob"}, 0)

@@ -12,7 +12,7 @@ import (
 // pattern refuses the token.
 func TestAuthRPCClaim(t *testing.T) {
 	v := mustVerifier(t, Config{Secret: authTestSecret})
-	verify := func(c Claims) *Claims {
+	verify := func(c Claims) Grant {
 		t.Helper()
 		tok, err := MintHS256(authTestSecret, c, time.Hour)
 		if err != nil {
@@ -28,7 +28,7 @@ func TestAuthRPCClaim(t *testing.T) {
 	limited := verify(Claims{Sub: "a", RPC: []string{"orders.*", "users.get"}})
 	none := verify(Claims{Sub: "a", RPC: []string{}, RPCSet: true})
 	for _, tt := range []struct {
-		c      *Claims
+		c      Grant
 		method string
 		want   bool
 	}{
@@ -41,7 +41,7 @@ func TestAuthRPCClaim(t *testing.T) {
 		{none, "orders.get", false},
 	} {
 		if got := tt.c.MayRPC([]byte(tt.method)); got != tt.want {
-			t.Errorf("%v MayRPC(%s) = %v, want %v", tt.c.RPC, tt.method, got, tt.want)
+			t.Errorf("%v MayRPC(%s) = %v, want %v", tt.c.Claims().RPC, tt.method, got, tt.want)
 		}
 	}
 	tok := signTestToken(t, jwt.SigningMethodHS256, authTestSecret, jwt.MapClaims{"sub": "a", "exp": time.Now().Add(time.Hour).Unix(), "rpc": []string{"a..b"}})

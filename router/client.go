@@ -15,9 +15,13 @@ type client struct {
 	// Fields are ordered by size so the struct packs into 192 bytes (one
 	// allocation per connection; docs/architecture.md "What a connection
 	// costs" counts it); counters that never need 64 bits are int32.
-	conn    *engine.Conn
-	shard   *shard
-	claims  *auth.Claims // nil until authenticated
+	conn  *engine.Conn
+	shard *shard
+	// The verified token (auth.Grant taken apart, set by setGrant): perms
+	// is the token's permission claims, shared with every connection whose
+	// token carries the same ones (nil until a token verified), user its
+	// sub, exp its exp in UNIX seconds (0: none), admin its admin claim.
+	perms   *auth.Permissions
 	user    string
 	members []membership // rooms, channels and the user entry
 
@@ -35,14 +39,12 @@ type client struct {
 
 	heldBytes int
 	dropped   uint64 // low-priority messages dropped since the last gap message
+	exp       int64  // token's exp, UNIX seconds; 0 when it has none (refresh.go)
 	// Hooks (hooks.go): hookWait is the connect hook's request token while
 	// the connection waits to be admitted; hookPassed says the hook allowed
 	// it; hookJoins counts join hooks in flight.
 	hookWait uint64
 
-	// heldReplies counts the replies among held (written while settling),
-	// which are not deliveries.
-	heldReplies int
 	// settling counts settle rounds in flight for new memberships: while
 	// it is above 0, everything written to the connection waits in held
 	// (settle.go).
@@ -50,11 +52,27 @@ type client struct {
 	violations int32
 	hookJoins  int32
 	authedIdx  int32
-	codec      wire.Codec
+	// heldReplies counts the replies among held (written while settling),
+	// which are not deliveries.
+	heldReplies int32
+	codec       wire.Codec
 	// tokenExpired: token_expired was sent; the app deadline is the 4011
 	// close unless a refresh comes (refresh.go).
 	tokenExpired bool
 	hookPassed   bool
+	admin        bool // the token's admin claim, for the connect hook
+}
+
+// setGrant keeps what a verified token grants cl: its sub, expiry and
+// admin flag inline, its permissions as the shared pointer.
+func (cl *client) setGrant(g auth.Grant) {
+	cl.perms, cl.user, cl.exp, cl.admin = g.Perms, g.Sub, g.Exp, g.Admin
+}
+
+// grant is cl's token as setGrant kept it; Perms is nil until a token
+// verified.
+func (cl *client) grant() auth.Grant {
+	return auth.Grant{Sub: cl.user, Perms: cl.perms, Exp: cl.exp, Admin: cl.admin}
 }
 
 // inRoom reports whether cl joined room.

@@ -244,7 +244,7 @@ func (s *shard) deliverTo(cl *client, m *outMsg) {
 	if c == m.exclude || c.State() >= engine.StateClosing || (m.excludeID != 0 && c.ID() == m.excludeID) {
 		return
 	}
-	if !m.filter.IsZero() && (cl.claims == nil || !m.filter.Match(cl.claims.Tags)) {
+	if !m.filter.IsZero() && (cl.perms == nil || !m.filter.Match(cl.perms.Tags())) {
 		return
 	}
 	if m.hasSeq && !m.replay && s.holdForResume(cl, m) {
@@ -306,7 +306,7 @@ func (s *shard) drain(cl *client) {
 		f.Release()
 		cl.held[i] = nil
 	}
-	s.stats.Deliveries += uint64(len(cl.held) - cl.heldReplies)
+	s.stats.Deliveries += uint64(len(cl.held) - int(cl.heldReplies))
 	cl.held = nil // an idle connection keeps no array from its last backlog or settle round
 	cl.heldBytes = 0
 	cl.heldReplies = 0

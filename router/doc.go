@@ -10,8 +10,10 @@
 //
 //		engine loop i ──owns──▶ shard i: room/user/channel -> local members (slices),
 //		                                 authenticated clients, decode/encode scratch
-//		                        client (per connection, engine.Conn.App): claims,
-//		                                 memberships, token buckets, held frames
+//		                        client (per connection, engine.Conn.App): token's
+//		                                 sub/exp/admin and a pointer to its shared,
+//		                                 immutable auth.Permissions, memberships,
+//		                                 token buckets, held frames
 //		any goroutine ─────────▶ registry: address -> {loop mask (atomic), counts,
 //		                                 presence users} under that address's mutex
 //		backplane goroutines ──▶ Router.fromBackplane -> engine.Loop.PostBytes only;

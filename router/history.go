@@ -238,7 +238,7 @@ func (r *Router) publishServiceStored(name string, data []byte, from string, pri
 // handleResume starts a replay for cl (on its loop).
 func (r *Router) handleResume(cl *client, e *wire.Envelope) {
 	s := cl.shard
-	if cl.member(KindRoom, e.Room) < 0 && !cl.claims.MayJoin(e.Room) {
+	if cl.member(KindRoom, e.Room) < 0 && !cl.perms.MayJoin(e.Room) {
 		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "may not read this room"}, e.ID)
 		return
 	}

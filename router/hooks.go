@@ -330,16 +330,15 @@ func (r *Router) serverJoin(cl *client, kind Kind, name, reply, key string) {
 
 // askConnectHook sends gw.hook.connect for cl (valid token, not admitted).
 func (r *Router) askConnectHook(cl *client, clientID []byte) {
-	c := cl.claims
 	b := make([]byte, 0, 256)
 	b = append(b, `{"user":`...)
-	b = wire.AppendJSONString(b, c.Sub)
+	b = wire.AppendJSONString(b, cl.user)
 	b = append(b, `,"conn":"`...)
 	b = strconv.AppendUint(b, cl.conn.ID(), 36)
 	b = append(b, `","instance":`...)
 	b = wire.AppendJSONString(b, r.opts.InstanceID)
 	b = append(b, `,"claims":`...)
-	b = appendClaimsJSON(b, c)
+	b = appendClaimsJSON(b, cl.grant())
 	b = append(b, '}')
 	p, ok := r.ask(cl, HookConnect, r.upPrefix+".hook.connect", b, nil, clientID)
 	if !ok {
@@ -383,7 +382,8 @@ func (r *Router) joinHookFor(room []byte) bool {
 }
 
 // appendClaimsJSON writes the token's claims as the connect hook sees them.
-func appendClaimsJSON(b []byte, c *auth.Claims) []byte {
+func appendClaimsJSON(b []byte, g auth.Grant) []byte {
+	c := g.Claims() // shares g.Perms's lists: read only
 	b = append(b, `{"sub":`...)
 	b = wire.AppendJSONString(b, c.Sub)
 	if !c.Exp.IsZero() {

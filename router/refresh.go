@@ -3,7 +3,6 @@ package router
 import (
 	"time"
 
-	"github.com/wsgate/wsgate/auth"
 	"github.com/wsgate/wsgate/engine"
 	"github.com/wsgate/wsgate/wire"
 )
@@ -15,35 +14,28 @@ import (
 // a refresh moved it to the new token's exp first. Nothing per connection
 // but that deadline and the expired flag; no timer, no goroutine.
 
-// expiryOf is the token's exp in UNIX seconds, 0 when it has none.
-func expiryOf(c *auth.Claims) int64 {
-	if c.Exp.IsZero() {
-		return 0
-	}
-	return c.Exp.Unix()
-}
-
 // armExpiry puts cl's deadline at its token's exp (none when the token has
 // no exp) and forgets an expiry already announced.
 func (r *Router) armExpiry(cl *client) {
 	cl.tokenExpired = false
-	if cl.claims.Exp.IsZero() {
+	if cl.exp == 0 {
 		cl.conn.ClearAppDeadline()
 		return
 	}
-	cl.conn.SetAppDeadline(cl.claims.Exp)
+	cl.conn.SetAppDeadline(time.Unix(cl.exp, 0))
 }
 
 // OnAppDeadline is engine.AppDeadlineHandler: the token's exp came (send
 // token_expired and wait out the grace) or the grace ran out (close 4011).
 func (r *Router) OnAppDeadline(c *engine.Conn) {
 	cl, ok := c.App().(*client)
-	if !ok || cl.claims == nil || cl.claims.Exp.IsZero() {
+	if !ok || cl.perms == nil || cl.exp == 0 {
 		return
 	}
 	s := cl.shard
-	closeAt := cl.claims.Exp.Add(r.opts.TokenGrace)
-	due := cl.claims.Exp
+	exp := time.Unix(cl.exp, 0)
+	closeAt := exp.Add(r.opts.TokenGrace)
+	due := exp
 	if cl.tokenExpired {
 		due = closeAt
 	}
@@ -75,31 +67,32 @@ func (r *Router) OnAppDeadline(c *engine.Conn) {
 // old token stays in force.
 var errRefreshForbidden = &wire.ProtocolError{Code: wire.CodeForbidden, Message: "token is for another user"}
 
-// handleRefresh replaces an authenticated connection's claims with those of
-// a new token for the same user, leaves what they no longer allow, and
-// moves the expiry deadline. A token that does not verify changes nothing.
+// handleRefresh replaces an authenticated connection's permissions, expiry
+// and admin flag with those of a new token for the same user, leaves what
+// they no longer allow, and moves the expiry deadline. A token that does
+// not verify changes nothing.
 func (r *Router) handleRefresh(cl *client, e *wire.Envelope) {
 	s := cl.shard
-	claims, err := r.verifier.Verify(e.Token)
+	g, err := r.verifier.Verify(e.Token)
 	if err != nil {
 		s.stats.RefreshInvalid++
 		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeUnauthorized, Message: "invalid token: " + err.Error()}, e.ID)
 		return
 	}
-	if claims.Sub != cl.user {
+	if g.Sub != cl.user {
 		s.stats.RefreshForbidden++
 		r.replyError(cl, errRefreshForbidden, e.ID)
 		return
 	}
 	s.stats.RefreshOK++
-	cl.claims = claims
+	cl.setGrant(g) // the old Permissions go when no connection holds them (auth/intern.go)
 	r.revokeMemberships(cl)
 	r.armExpiry(cl)
-	s.out = cl.codec.AppendRefreshed(s.out[:0], expiryOf(claims), e.ID)
+	s.out = cl.codec.AppendRefreshed(s.out[:0], cl.exp, e.ID)
 	s.write(cl, s.out)
 }
 
-// revokeMemberships leaves every room and channel cl's claims no longer
+// revokeMemberships leaves every room and channel cl's permissions no longer
 // allow, telling the client `left {room|channel, reason: revoked}` for each.
 func (r *Router) revokeMemberships(cl *client) {
 	s := cl.shard
@@ -109,9 +102,9 @@ func (r *Router) revokeMemberships(cl *client) {
 		m := cl.members[i]
 		var target wire.Target
 		switch {
-		case m.kind == KindRoom && !cl.claims.MayJoin([]byte(m.name)):
+		case m.kind == KindRoom && !cl.perms.MayJoin([]byte(m.name)):
 			target = wire.TargetRoom
-		case m.kind == KindChannel && !cl.claims.MaySubscribe([]byte(m.name)):
+		case m.kind == KindChannel && !cl.perms.MaySubscribe([]byte(m.name)):
 			target = wire.TargetChannel
 		default:
 			continue

@@ -225,12 +225,12 @@ func (r *Router) Accept(c *engine.Conn, req *engine.Request) engine.Decision {
 		token = bytes.TrimSpace(auth[7:])
 	}
 	if len(token) > 0 {
-		claims, err := r.verifier.Verify(token)
+		g, err := r.verifier.Verify(token)
 		if err != nil {
 			cl.shard.stats.AuthFailures++
 			return engine.Decision{Status: 401, Reason: "invalid token: " + err.Error()}
 		}
-		cl.claims = claims
+		cl.setGrant(g)
 	}
 	c.SetApp(cl)
 	return d
@@ -239,7 +239,7 @@ func (r *Router) Accept(c *engine.Conn, req *engine.Request) engine.Decision {
 // OnOpen finishes authentication from the upgrade, or starts the auth timer.
 func (r *Router) OnOpen(c *engine.Conn) {
 	cl := c.App().(*client)
-	if cl.claims != nil {
+	if cl.perms != nil {
 		r.activate(cl, nil)
 		return
 	}
@@ -263,7 +263,7 @@ func (r *Router) OnClose(c *engine.Conn, code ws.StatusCode) {
 	for len(cl.members) > 0 {
 		r.leaveAt(cl, len(cl.members)-1, nil)
 	}
-	if cl.claims != nil && cl.authedIdx >= 0 {
+	if cl.perms != nil && cl.authedIdx >= 0 {
 		s.removeAuthed(cl)
 		r.event(cl, eventDisconnect, "", int(code))
 	}
@@ -283,14 +283,13 @@ func (r *Router) activate(cl *client, clientID []byte) {
 		return
 	}
 	s := cl.shard
-	cl.user = cl.claims.Sub
 	cl.conn.SetState(engine.StateActive)
 	s.addAuthed(cl)
 	r.joinAddr(cl, KindUser, cl.user)
 	if r.settleNeededForJoin() {
 		r.holdOutput(cl) // auth:ok once the user's subscription is in effect (settle.go)
 	}
-	s.out = cl.codec.AppendAuthOKExp(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, expiryOf(cl.claims), clientID)
+	s.out = cl.codec.AppendAuthOKExp(s.out[:0], cl.user, strconv.FormatUint(cl.conn.ID(), 36), r.opts.InstanceID, cl.exp, clientID)
 	s.write(cl, s.out)
 	r.event(cl, eventConnect, "", 0)
 	r.armExpiry(cl) // refresh.go
@@ -464,7 +463,7 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 		r.replyError(cl, err, e.ID)
 		return
 	}
-	if cl.claims == nil && e.Type != wire.TypeAuth && e.Type != wire.TypePing {
+	if cl.perms == nil && e.Type != wire.TypeAuth && e.Type != wire.TypePing {
 		r.replyError(cl, errNotAuthed, e.ID)
 		return
 	}
@@ -497,7 +496,7 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 		}
 		r.publish(cl, e, KindRoom, e.Room, now, false, 0)
 	case wire.TypePublish:
-		if !cl.claims.MayPublish(e.Channel) {
+		if !cl.perms.MayPublish(e.Channel) {
 			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "may not publish to this channel"}, e.ID)
 			return
 		}
@@ -509,7 +508,7 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 		}
 		r.publish(cl, e, KindUser, e.To, now, true, delivered)
 	case wire.TypePresence:
-		if cl.member(KindRoom, e.Room) < 0 && !cl.claims.MayJoin(e.Room) {
+		if cl.member(KindRoom, e.Room) < 0 && !cl.perms.MayJoin(e.Room) {
 			r.replyError(cl, &wire.ProtocolError{Code: wire.CodeForbidden, Message: "may not see this room"}, e.ID)
 			return
 		}
@@ -533,11 +532,11 @@ func (r *Router) OnMessage(c *engine.Conn, op ws.OpCode, payload []byte) {
 
 func (r *Router) handleAuth(cl *client, e *wire.Envelope) {
 	s := cl.shard
-	if cl.claims != nil {
+	if cl.perms != nil {
 		r.replyError(cl, &wire.ProtocolError{Code: wire.CodeBadRequest, Message: "already authenticated"}, e.ID)
 		return
 	}
-	claims, err := r.verifier.Verify(e.Token)
+	g, err := r.verifier.Verify(e.Token)
 	if err != nil {
 		s.stats.AuthFailures++
 		s.out = cl.codec.AppendAuthFail(s.out[:0], err.Error())
@@ -545,20 +544,20 @@ func (r *Router) handleAuth(cl *client, e *wire.Envelope) {
 		cl.conn.Close(engine.CloseAuthFailed, "authentication failed")
 		return
 	}
-	cl.claims = claims
+	cl.setGrant(g)
 	r.activate(cl, e.ID)
 }
 
 func (r *Router) handleJoin(cl *client, e *wire.Envelope) {
-	if r.opts.HookJoin != nil && cl.member(KindRoom, e.Room) < 0 && cl.claims.MayJoin(e.Room) && r.joinHookFor(e.Room) {
+	if r.opts.HookJoin != nil && cl.member(KindRoom, e.Room) < 0 && cl.perms.MayJoin(e.Room) && r.joinHookFor(e.Room) {
 		r.askJoinHook(cl, e) // joined once the hook allows (hooks.go)
 		return
 	}
-	r.addMembership(cl, e.ID, KindRoom, e.Room, cl.claims.MayJoin(e.Room), "may not join this room", "joined", "room")
+	r.addMembership(cl, e.ID, KindRoom, e.Room, cl.perms.MayJoin(e.Room), "may not join this room", "joined", "room")
 }
 
 func (r *Router) handleSubscribe(cl *client, e *wire.Envelope) {
-	r.addMembership(cl, e.ID, KindChannel, e.Channel, cl.claims.MaySubscribe(e.Channel), "may not subscribe to this channel", "subscribed", "channel")
+	r.addMembership(cl, e.ID, KindChannel, e.Channel, cl.perms.MaySubscribe(e.Channel), "may not subscribe to this channel", "subscribed", "channel")
 }
 
 // addMembership joins a room or subscribes a channel after the permission

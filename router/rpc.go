@@ -149,7 +149,7 @@ func (r *Router) handleRPC(cl *client, e *wire.Envelope, now time.Time) {
 	s := cl.shard
 	t := &s.rpc
 	switch {
-	case !cl.claims.MayRPC(e.Method):
+	case !cl.perms.MayRPC(e.Method):
 		t.stats.Outcomes[RPCOutcomeForbidden]++
 		r.replyError(cl, errRPCForbidden, e.ID)
 		return

@@ -111,7 +111,7 @@ func (r *Router) holdOutput(cl *client) {
 // way to the connection reaches it first (see the top of this file).
 func (r *Router) HoldClose(c *engine.Conn) bool {
 	cl, ok := c.App().(*client)
-	if !ok || cl.claims == nil || !r.settleNeeded() {
+	if !ok || cl.perms == nil || !r.settleNeeded() {
 		return false
 	}
 	r.afterSettle(cl, func(cl *client) {
