@@ -200,6 +200,29 @@ func reportMain(args []string, stdout, stderr io.Writer) int {
 			ts = append(ts, r.Target)
 		}
 	}
-	writeCompare(dir, run.Results, *base, ts, stdout)
+	writeCompare(dir, run.Results, *base, withoutPairBaselines(ts), stdout)
 	return 0
+}
+
+// withoutPairBaselines drops the paired scenarios' baselines (gateway-raw,
+// gateway-single) from the targets: they are compared in the pair table,
+// not as columns of their own, as in compare.
+func withoutPairBaselines(ts []string) []string {
+	seen := map[string]bool{}
+	for _, t := range ts {
+		seen[t] = true
+	}
+	var out []string
+	for _, t := range ts {
+		base := false
+		for _, suf := range report.PairBaselines {
+			if p, ok := strings.CutSuffix(t, suf); ok && seen[p] {
+				base = true
+			}
+		}
+		if !base {
+			out = append(out, t)
+		}
+	}
+	return out
 }

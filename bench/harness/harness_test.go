@@ -251,3 +251,11 @@ func TestParseTarget(t *testing.T) {
 		t.Fatalf("split %v", s)
 	}
 }
+
+func TestReportLeavesOutPairBaselines(t *testing.T) {
+	got := withoutPairBaselines([]string{"gateway", "uws", "gateway-raw", "gateway-1loop", "gateway-1loop-single", "x-raw"})
+	want := []string{"gateway", "uws", "gateway-1loop", "x-raw"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
