@@ -399,6 +399,9 @@ func appendClaimsJSON(b []byte, g auth.Grant) []byte {
 	if c.SubChannelsSet {
 		b = appendJSONStrings(append(b, `,"sub_channels":`...), c.SubChannels)
 	}
+	if c.RPCSet {
+		b = appendJSONStrings(append(b, `,"rpc":`...), c.RPC)
+	}
 	if len(c.Tags) > 0 {
 		b = append(b, `,"tags":{`...)
 		first := true
