@@ -190,9 +190,7 @@ type Claims struct {
 }
 
 // MayJoin reports whether the user may join room (claim `rooms`).
-func (c *Claims) MayJoin(room []byte) bool {
-	return !c.RoomsSet || matchAny(c.Rooms, room)
-}
+func (c *Claims) MayJoin(room []byte) bool { return allowedBy(c.Rooms, c.RoomsSet, room) }
 
 // MayPublish reports whether the user may publish to channel (claim `pub`).
 func (c *Claims) MayPublish(channel []byte) bool { return matchAny(c.Pub, channel) }
@@ -200,13 +198,19 @@ func (c *Claims) MayPublish(channel []byte) bool { return matchAny(c.Pub, channe
 // MaySubscribe reports whether the user may subscribe to channel (claim
 // `sub_channels`).
 func (c *Claims) MaySubscribe(channel []byte) bool {
-	return !c.SubChannelsSet || matchAny(c.SubChannels, channel)
+	return allowedBy(c.SubChannels, c.SubChannelsSet, channel)
 }
 
 // MayRPC reports whether the user may call the service method (claim
 // `rpc`; absent allows every method).
-func (c *Claims) MayRPC(method []byte) bool {
-	return !c.RPCSet || matchAny(c.RPC, method)
+func (c *Claims) MayRPC(method []byte) bool { return allowedBy(c.RPC, c.RPCSet, method) }
+
+// allowedBy is the rule of the list claims that allow everything when
+// absent (rooms, sub_channels, rpc): unset allows every name, set (even to
+// an empty list) only the names a pattern matches. Claims and Permissions
+// both decide with it.
+func allowedBy(patterns []string, set bool, name []byte) bool {
+	return !set || matchAny(patterns, name)
 }
 
 // Verify checks token's signature, algorithm, exp and nbf and decodes its

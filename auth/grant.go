@@ -85,9 +85,7 @@ func (p *Permissions) RPC() (patterns []string, set bool) { return p.rpc, p.rpcS
 func (p *Permissions) Tags() map[string]string { return p.tags }
 
 // MayJoin reports whether the user may join room (claim `rooms`).
-func (p *Permissions) MayJoin(room []byte) bool {
-	return !p.roomsSet || matchAny(p.rooms, room)
-}
+func (p *Permissions) MayJoin(room []byte) bool { return allowedBy(p.rooms, p.roomsSet, room) }
 
 // MayPublish reports whether the user may publish to channel (claim `pub`).
 func (p *Permissions) MayPublish(channel []byte) bool { return matchAny(p.pub, channel) }
@@ -95,11 +93,9 @@ func (p *Permissions) MayPublish(channel []byte) bool { return matchAny(p.pub, c
 // MaySubscribe reports whether the user may subscribe to channel (claim
 // `sub_channels`).
 func (p *Permissions) MaySubscribe(channel []byte) bool {
-	return !p.subChannelsSet || matchAny(p.subChannels, channel)
+	return allowedBy(p.subChannels, p.subChannelsSet, channel)
 }
 
 // MayRPC reports whether the user may call the service method (claim
 // `rpc`; absent allows every method).
-func (p *Permissions) MayRPC(method []byte) bool {
-	return !p.rpcSet || matchAny(p.rpc, method)
-}
+func (p *Permissions) MayRPC(method []byte) bool { return allowedBy(p.rpc, p.rpcSet, method) }
