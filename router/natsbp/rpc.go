@@ -110,25 +110,29 @@ func (b *Backplane) Request(req *router.RPCRequest) error {
 }
 
 // sender publishes queued requests until the backplane closes. A request
-// that cannot be published is answered unavailable at once.
+// that cannot be published is answered unavailable at once. It reuses one
+// nats.Msg and its header: PublishMsg encodes the message into the
+// connection's buffer before it returns, so nothing of m is kept.
 func (s *rpcSender) sender() {
 	defer s.b.wg.Done()
+	user, conn := []string{""}, []string{""}
+	m := &nats.Msg{Header: nats.Header{
+		HeaderUser:     user,
+		HeaderConn:     conn,
+		HeaderInstance: []string{s.b.instance},
+	}}
 	for {
 		select {
 		case <-s.b.done:
 			return
 		case req := <-s.q:
-			m := &nats.Msg{
-				Subject: s.subject + req.Method,
-				Reply:   s.inbox + strconv.FormatUint(req.Token, 36),
-				Header: nats.Header{
-					HeaderUser:     []string{req.User},
-					HeaderConn:     []string{req.Conn},
-					HeaderInstance: []string{s.b.instance},
-				},
-				Data: req.Body,
-			}
-			if err := s.b.nc.PublishMsg(m); err != nil {
+			m.Subject = s.subject + req.Method
+			m.Reply = s.inbox + strconv.FormatUint(req.Token, 36)
+			user[0], conn[0] = req.User, req.Conn
+			m.Data = req.Body
+			err := s.b.nc.PublishMsg(m)
+			m.Data = nil // the body is the request's; do not hold it until the next one
+			if err != nil {
 				s.sendErrors.Add(1)
 				s.reply(req.Token, router.RPCReply{Unavailable: true})
 				continue
