@@ -92,7 +92,7 @@ bench:
 ## reconnect 10k) plus the router scenarios (room vs raw, p2p, cross-instance, slow consumers), with gateway CPU profiles
 bench-full:
 	$(GO) build -o $(BIN)/wsbench ./cmd/wsbench
-	$(BIN)/wsbench compare -targets $(BENCH_TARGETS) -out $(BENCH_OUT) -profile \
+	$(BIN)/wsbench compare -targets $(BENCH_TARGETS) -out $(BENCH_OUT) -profile -repeat $(BENCH_REPEAT) \
 		-scenarios idle,connect,echo,broadcast,reconnect,room,p2p,cross,slow $(BENCH_ARGS)
 
 ## conformance: Autobahn|Testsuite against gateway -echo (AUTOBAHN_DIR, see scripts/conformance.sh)

@@ -82,7 +82,7 @@ func usage(w io.Writer) {
 	for _, s := range Scenarios() {
 		fmt.Fprintf(w, "  %-10s %s\n", s.Name, s.Help)
 	}
-	fmt.Fprintln(w, "  compare    run several scenarios against gateway, nbio and gorilla; print ratios, write results.json + results.md")
+	fmt.Fprintln(w, "  compare    run several scenarios against several targets (default gateway, nbio, gorilla); print ratios, write results.json + results.md")
 	fmt.Fprintln(w, "  report     re-render table, charts and results.md from a results.json (-in path)")
 }
 
