@@ -20,7 +20,10 @@ type trackNet struct {
 	events map[string][]string
 }
 
-const testGrace = 100
+const (
+	testGrace   = 100
+	testTimeout = 300 // the initial ask's deadline
+)
 
 func newTrackNet(t *testing.T, ids ...string) *trackNet {
 	n := &trackNet{t: t, trs: map[string]*tracker{}, events: map[string][]string{}, now: 1000}
@@ -69,9 +72,17 @@ func (n *trackNet) set(id, room, user string, conns int) {
 	delta, started, _ := tr.setLocal(room, user, conns, 0, n.now)
 	if started {
 		n.q++
-		tr.markSilent(room, n.q)
+		tr.beginInitial(room, n.q, n.now+testTimeout)
+		answered := false
+		for id2, tr2 := range n.trs {
+			answered = answered || (id2 != id && tr2.tracked(room))
+		}
 		for _, m := range tr.ownState(room, true, n.q, 2, 1<<20) {
 			n.broadcast(m)
+		}
+		if !answered { // NATS's no responders
+			tr.noAnswer(n.q, n.now)
+			n.collect()
 		}
 		return
 	}
@@ -86,6 +97,7 @@ func (n *trackNet) advance(d int64) {
 	for _, tr := range n.trs {
 		tr.expire(n.now)
 		tr.endConfirms(n.now)
+		tr.endInitials(n.now)
 	}
 	n.collect()
 }
