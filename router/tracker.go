@@ -387,6 +387,9 @@ func (t *tracker) endInitials(now int64) {
 // users there was heard.
 func (t *tracker) initialHeard(room string, rm *trackRoom, m *PresenceMsg, now int64) {
 	ia := rm.init
+	if ia == nil {
+		return
+	}
 	ia.heard[m.From] = true
 	if !m.Ask && m.Query != 0 {
 		ia.answered = true

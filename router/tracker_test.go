@@ -458,7 +458,7 @@ func TestTrackerInitialAskHoldsEvents(t *testing.T) {
 	if got, _ := b.users("r", 0); !reflect.DeepEqual(got, []string{"g", "m", "u", "x"}) {
 		t.Fatalf("b's users %v: presence answers are not held back", got)
 	}
-	n.deliver("b", answers["a"])              // a's answer names c: still waiting
+	n.deliver("b", answers["a"]) // a's answer names c: still waiting
 	n.wantEvents("b")
 	// z leaves a after a's answer, before c's: a real leave, with the grace.
 	d, _, _ := n.trs["a"].setLocal("r", "z", 0, 0, n.now)
