@@ -368,12 +368,13 @@ func (ps *presenceService) applyDirty() {
 }
 
 // transfer sends this instance's state of room and asks the others for
-// theirs; initial: the answers tell what was there, no events.
+// theirs; initial: the answers tell what was there, no events, and the
+// room's events wait for them (at most the instance timeout).
 func (ps *presenceService) transfer(room string, initial bool) {
 	ps.nextQ++
 	q := ps.nextQ
 	if initial {
-		ps.tr.markSilent(room, q)
+		ps.tr.beginInitial(room, q, now()+int64(ps.timeout))
 	} else {
 		ps.tr.beginConfirm(room, q, now()+int64(ps.timeout))
 	}
@@ -450,6 +451,9 @@ func (ps *presenceService) handle(m *PresenceMsg) {
 			ps.send(&PresenceMsg{Type: PresenceNone, Room: m.Room, From: ps.r.opts.InstanceID, Query: m.Query}, m.ReplyTo)
 		}
 	case PresenceView, PresenceNone:
+		if m.Type == PresenceNone && m.From == "" {
+			ps.tr.noAnswer(m.Query, t) // an initial ask nobody else can answer
+		}
 		q := ps.queries[m.Query]
 		if q == nil {
 			return
@@ -499,6 +503,7 @@ func (ps *presenceService) periodic() {
 	t := now()
 	ps.tr.expire(t)
 	ps.tr.endConfirms(t)
+	ps.tr.endInitials(t)
 	for _, id := range ps.tr.silentPeers(t-int64(ps.timeout), ps.tp.PeerAlive) {
 		ps.tr.dropInstance(id, t, false)
 		ps.lost[id] = t

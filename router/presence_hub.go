@@ -68,7 +68,7 @@ func (b *hubBackplane) SendPresence(m *PresenceMsg, to string) error {
 		}
 		in(&cp)
 	}
-	if len(targets) == 0 && m.Type == PresenceQuery && self != nil {
+	if len(targets) == 0 && wantsAnswer && self != nil {
 		self(&PresenceMsg{Type: PresenceNone, Room: m.Room, Query: m.Query})
 	}
 	return nil

@@ -20,6 +20,14 @@ package router
 // left/joined pair. An instance that is lost (silent past the instance
 // timeout) takes its holdings with it and its users leave without grace:
 // the timeout already was one.
+//
+// A room this instance just started tracking knows only its own
+// connections until the others' answers to its initial ask arrive: a user
+// joining here meanwhile would look new although it is present elsewhere.
+// So while that ask is outstanding (initialAsk) the room's events are held,
+// as one entry per user (its presence before, not a queue), and decided
+// once the answers are in: from every instance the answers name as holding
+// users in the room, or NATS's "no responders", or the instance timeout.
 
 import (
 	"slices"
@@ -71,6 +79,10 @@ type PresenceMsg struct {
 	Truncated    bool
 	// Entries are (user, connections) pairs.
 	Entries []PresenceEntry
+	// Holders, on an answer to an ask: the other instances the sender
+	// knows to hold users in the room, whose answers the asker waits for
+	// before it tells events of a room it just started tracking.
+	Holders []string
 	// ReplyTo is set by the transport on a message that wants an answer:
 	// the address to give SendPresence.
 	ReplyTo string
@@ -114,7 +126,8 @@ type trackRoom struct {
 	epoch, seq uint64               // this instance's message numbers for the room
 	peers      map[string]*roomPeer // other instances' numbers
 	partial    map[string][]PresenceEntry
-	silent     uint64 // the initial ask's token: its answers tell no events
+	silent     uint64      // the initial ask's token: its answers tell no events
+	init       *initialAsk // the initial ask while its answers are outstanding
 
 	// A resync's confirmation round: instances that neither answer the
 	// ask (token confirmQ) nor send a delta by confirmBy no longer track
@@ -125,6 +138,27 @@ type trackRoom struct {
 
 	sorted   []string // present users, sorted; valid while sortedOK
 	sortedOK bool
+}
+
+// initialAsk is a room's initial state transfer while the answers are
+// outstanding: the room's events are held (see the top of this file).
+// Bounded: one entry per user whose presence changed meanwhile, one per
+// instance heard or waited for.
+type initialAsk struct {
+	q        uint64
+	by       int64           // deadline (unix ns): decide with what is known then
+	answered bool            // an answer to one of this instance's asks arrived
+	want     map[string]bool // instances the answers say hold users in the room
+	heard    map[string]bool // instances whose whole state arrived
+	held     map[string]heldUser
+}
+
+// heldUser is a user whose presence changed while the room's initial ask
+// was outstanding.
+type heldUser struct {
+	before   bool   // present before: here when first changed, or in an answer
+	exclude  uint64 // the connection whose join made it present here
+	graceful bool   // its last leave was graceful (user:left after the grace)
 }
 
 type trackInstance struct {
@@ -148,12 +182,13 @@ type tracker struct {
 	pending []pendingLeave // in due order (the grace is constant)
 	epochs  uint64         // last epoch handed out
 	changes []presenceChange
-	resync  map[string]bool // rooms whose state must be asked again (gaps)
+	resync  map[string]bool   // rooms whose state must be asked again (gaps)
+	inits   map[uint64]string // initial asks outstanding: token -> room
 }
 
 func newTracker(self string, inc uint64, grace int64) *tracker {
 	return &tracker{self: self, inc: inc, grace: grace, rooms: map[string]*trackRoom{},
-		insts: map[string]*trackInstance{}, resync: map[string]bool{}}
+		insts: map[string]*trackInstance{}, resync: map[string]bool{}, inits: map[uint64]string{}}
 }
 
 // takeChanges returns the changes since the last call (the slice is
@@ -244,14 +279,27 @@ func (t *tracker) set(rm *trackRoom, room, user, inst string, n int32, exclude u
 	rm.sortedOK = false
 	if isPresent {
 		rm.present++
-		if u.leaveAt != 0 {
+		switch {
+		case u.leaveAt != 0:
 			u.leaveAt = 0 // back within the grace: no left, no joined
-		} else if !silent {
+		case silent:
+		case rm.init != nil:
+			h := rm.init.hold(user, false)
+			h.exclude = exclude
+			rm.init.held[user] = h
+		default:
 			t.changes = append(t.changes, presenceChange{room: room, user: user, joined: true, exclude: exclude})
 		}
 		return true
 	}
 	rm.present--
+	if rm.init != nil && !silent {
+		h := rm.init.hold(user, true)
+		h.graceful = graceful
+		rm.init.held[user] = h
+		delete(rm.users, user) // decided when the answers are in
+		return true
+	}
 	if graceful && t.grace > 0 && !silent {
 		u.leaveAt = now + t.grace
 		t.pending = append(t.pending, pendingLeave{room: room, user: user, at: u.leaveAt})
@@ -284,8 +332,119 @@ func (t *tracker) dropRoom(room string, rm *trackRoom) {
 			t.holding(h.inst, -1)
 		}
 	}
+	if rm.init != nil {
+		delete(t.inits, rm.init.q)
+	}
 	delete(t.rooms, room)
 	delete(t.resync, room)
+}
+
+// hold returns user's held entry, new (its presence before: was) when the
+// user had none.
+func (ia *initialAsk) hold(user string, was bool) heldUser {
+	h, ok := ia.held[user]
+	if !ok {
+		h.before = was
+	}
+	return h
+}
+
+// beginInitial starts the room's initial ask q: its answers tell no
+// events, and the room's events are held until they are in, or until
+// deadline.
+func (t *tracker) beginInitial(room string, q uint64, deadline int64) {
+	rm := t.rooms[room]
+	if rm == nil {
+		return
+	}
+	rm.silent = q
+	if rm.init != nil {
+		delete(t.inits, rm.init.q)
+	}
+	rm.init = &initialAsk{q: q, by: deadline, want: map[string]bool{}, heard: map[string]bool{}, held: map[string]heldUser{}}
+	t.inits[q] = room
+}
+
+// noAnswer: nobody else tracks the room of ask q (NATS's no responders),
+// so what is known here is complete.
+func (t *tracker) noAnswer(q uint64, now int64) {
+	if room, ok := t.inits[q]; ok {
+		t.endInitial(room, t.rooms[room], now)
+	}
+}
+
+// endInitials ends the initial asks past their deadline.
+func (t *tracker) endInitials(now int64) {
+	for _, room := range t.inits {
+		if rm := t.rooms[room]; now >= rm.init.by {
+			t.endInitial(room, rm, now)
+		}
+	}
+}
+
+// initialHeard notes inst's whole state (an answer, or its own ask) for
+// the room's initial ask, and ends it when every instance said to hold
+// users there was heard.
+func (t *tracker) initialHeard(room string, rm *trackRoom, m *PresenceMsg, now int64) {
+	ia := rm.init
+	if ia == nil {
+		return
+	}
+	ia.heard[m.From] = true
+	if !m.Ask && m.Query != 0 {
+		ia.answered = true
+		for _, inst := range m.Holders {
+			if inst != t.self {
+				ia.want[inst] = true
+			}
+		}
+	}
+	t.maybeEndInitial(room, rm, now)
+}
+
+func (t *tracker) maybeEndInitial(room string, rm *trackRoom, now int64) {
+	if !rm.init.answered {
+		return
+	}
+	for inst := range rm.init.want {
+		if !rm.init.heard[inst] {
+			return
+		}
+	}
+	t.endInitial(room, rm, now)
+}
+
+// endInitial tells the held events that are real: a user present before
+// (here, or in an answer) and present now had no event, whatever moved in
+// between. Leaves keep the grace, counted from now.
+func (t *tracker) endInitial(room string, rm *trackRoom, now int64) {
+	ia := rm.init
+	delete(t.inits, ia.q)
+	rm.init = nil
+	users := make([]string, 0, len(ia.held))
+	for user := range ia.held {
+		users = append(users, user)
+	}
+	sort.Strings(users)
+	for _, user := range users {
+		h := ia.held[user]
+		u := rm.users[user]
+		after := u != nil && len(u.holders) > 0
+		switch {
+		case after && !h.before:
+			t.changes = append(t.changes, presenceChange{room: room, user: user, joined: true, exclude: h.exclude})
+		case !after && h.before && h.graceful && t.grace > 0:
+			if u == nil {
+				u = &trackUser{}
+				rm.users[user] = u
+			}
+			u.leaveAt = now + t.grace
+			t.pending = append(t.pending, pendingLeave{room: room, user: user, at: u.leaveAt})
+		case !after && h.before:
+			delete(rm.users, user)
+			t.changes = append(t.changes, presenceChange{room: room, user: user})
+		}
+	}
 }
 
 // expire tells user:left for users whose grace ended before now.
@@ -393,6 +552,20 @@ func (t *tracker) applyState(m *PresenceMsg, now int64) {
 		entries = append(part, entries...)
 		delete(rm.partial, m.From)
 	}
+	// An answer (no Ask) to this instance's initial ask: tokens are this
+	// instance's own, and a state with Ask is another instance's question.
+	silent := !m.Ask && m.Query != 0 && m.Query == rm.silent
+	if rm.init != nil {
+		defer t.initialHeard(m.Room, rm, m, now)
+		if silent { // its users were there before
+			for _, e := range entries {
+				if h, ok := rm.init.held[e.User]; ok && e.Conns > 0 {
+					h.before = true
+					rm.init.held[e.User] = h
+				}
+			}
+		}
+	}
 	if p := rm.peers[m.From]; p != nil && p.inc == m.Inc && p.epoch == m.Epoch && m.Seq < p.seq {
 		return // a delta newer than this state was applied already
 	}
@@ -400,9 +573,6 @@ func (t *tracker) applyState(m *PresenceMsg, now int64) {
 	if rm.confirmBy != 0 {
 		rm.confirmed[m.From] = true // it still tracks the room
 	}
-	// An answer (no Ask) to this instance's initial ask: tokens are this
-	// instance's own, and a state with Ask is another instance's question.
-	silent := !m.Ask && m.Query != 0 && m.Query == rm.silent
 	has := make(map[string]struct{}, len(entries))
 	for _, e := range entries {
 		has[e.User] = struct{}{}
@@ -465,6 +635,13 @@ func (t *tracker) dropInstance(inst string, now int64, graceful bool) {
 		delete(rm.partial, inst)
 	}
 	delete(t.insts, inst)
+	for _, room := range t.inits { // its answer is not coming
+		rm := t.rooms[room]
+		if rm.init.want[inst] {
+			delete(rm.init.want, inst)
+			t.maybeEndInitial(room, rm, now)
+		}
+	}
 }
 
 // silentPeers returns the instances holding something here that were not
@@ -498,8 +675,26 @@ func (t *tracker) ownState(room string, ask bool, query uint64, maxEntries, maxB
 	msgs := chunkEntries(entries, maxEntries, maxBytes, func() *PresenceMsg {
 		return &PresenceMsg{Type: PresenceState, Room: room, From: t.self, Inc: t.inc, Epoch: rm.epoch, Seq: rm.seq, Query: query}
 	})
-	msgs[len(msgs)-1].Ask = ask
+	last := msgs[len(msgs)-1]
+	last.Ask = ask
+	if !ask && query != 0 { // an answer: who else the asker should hear
+		last.Holders = t.holders(rm)
+	}
 	return msgs
+}
+
+// holders lists the other instances holding users in the room.
+func (t *tracker) holders(rm *trackRoom) []string {
+	var out []string
+	for _, u := range rm.users {
+		for _, h := range u.holders {
+			if h.inst != t.self && !slices.Contains(out, h.inst) {
+				out = append(out, h.inst)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // view answers a query of a tracked room: at most q.Limit users, sorted,
@@ -513,14 +708,6 @@ func (t *tracker) view(q *PresenceMsg) *PresenceMsg {
 		m.Entries[i] = PresenceEntry{User: u}
 	}
 	return m
-}
-
-// markSilent makes the answers to ask q tell no events (the initial ask
-// of a room: they say what was there, not what happened).
-func (t *tracker) markSilent(room string, q uint64) {
-	if rm := t.rooms[room]; rm != nil {
-		rm.silent = q
-	}
 }
 
 // localUsers lists the users with connections here in room.

@@ -20,7 +20,10 @@ type trackNet struct {
 	events map[string][]string
 }
 
-const testGrace = 100
+const (
+	testGrace   = 100
+	testTimeout = 300 // the initial ask's deadline
+)
 
 func newTrackNet(t *testing.T, ids ...string) *trackNet {
 	n := &trackNet{t: t, trs: map[string]*tracker{}, events: map[string][]string{}, now: 1000}
@@ -69,9 +72,17 @@ func (n *trackNet) set(id, room, user string, conns int) {
 	delta, started, _ := tr.setLocal(room, user, conns, 0, n.now)
 	if started {
 		n.q++
-		tr.markSilent(room, n.q)
+		tr.beginInitial(room, n.q, n.now+testTimeout)
+		answered := false
+		for id2, tr2 := range n.trs {
+			answered = answered || (id2 != id && tr2.tracked(room))
+		}
 		for _, m := range tr.ownState(room, true, n.q, 2, 1<<20) {
 			n.broadcast(m)
+		}
+		if !answered { // NATS's no responders
+			tr.noAnswer(n.q, n.now)
+			n.collect()
 		}
 		return
 	}
@@ -86,6 +97,7 @@ func (n *trackNet) advance(d int64) {
 	for _, tr := range n.trs {
 		tr.expire(n.now)
 		tr.endConfirms(n.now)
+		tr.endInitials(n.now)
 	}
 	n.collect()
 }
@@ -390,4 +402,126 @@ func TestTrackerResyncConfirms(t *testing.T) {
 	wantA("watcher", "y")
 	n.advance(testGrace + 1)
 	n.wantEvents("a", "r left x")
+}
+
+// startAsking makes id start tracking room with its first member first,
+// sends its initial ask q to the others tracking the room, and returns
+// their answers, not yet delivered (late answers).
+func (n *trackNet) startAsking(id, room, first string, q uint64) map[string][]*PresenceMsg {
+	n.t.Helper()
+	tr := n.trs[id]
+	if _, started, _ := tr.setLocal(room, first, 1, 0, n.now); !started {
+		n.t.Fatalf("%s already tracks %s", id, room)
+	}
+	tr.beginInitial(room, q, n.now+testTimeout)
+	answers := map[string][]*PresenceMsg{}
+	for _, ask := range tr.ownState(room, true, q, 2, 1<<20) {
+		for id2, tr2 := range n.trs {
+			if id2 != id && tr2.tracked(room) {
+				tr2.applyState(ask, n.now)
+				if ask.Last {
+					answers[id2] = tr2.ownState(room, false, q, 2, 1<<20)
+				}
+			}
+		}
+	}
+	n.collect()
+	n.events[id] = nil // the first member's own join: nobody else here to tell
+	return answers
+}
+
+func (n *trackNet) deliver(to string, msgs []*PresenceMsg) {
+	for _, m := range msgs {
+		n.trs[to].applyState(m, n.now)
+	}
+	n.collect()
+}
+
+// A user joining here while the room's initial ask is unanswered: no
+// user:joined when another instance has it (the answers say so), one when
+// nobody had it; and the events wait for every instance the answers name.
+func TestTrackerInitialAskHoldsEvents(t *testing.T) {
+	n := newTrackNet(t, "a", "b", "c")
+	n.set("a", "r", "u", 1)
+	n.set("c", "r", "x", 1)
+	n.set("a", "r", "z", 1)
+	n.events = map[string][]string{}
+	answers := n.startAsking("b", "r", "m", 100)
+	b := n.trs["b"]
+	if _, _, _ = b.setLocal("r", "u", 1, 7, n.now); len(b.changes) != 0 {
+		t.Fatalf("events before the answers: %+v", b.changes)
+	}
+	b.setLocal("r", "g", 1, 8, n.now) // nobody had g
+	b.setLocal("r", "x", 2, 9, n.now) // x is on c
+	b.setLocal("r", "y", 1, 0, n.now) // a user that comes and goes meanwhile
+	b.setLocal("r", "y", 0, 0, n.now)
+	if got, _ := b.users("r", 0); !reflect.DeepEqual(got, []string{"g", "m", "u", "x"}) {
+		t.Fatalf("b's users %v: presence answers are not held back", got)
+	}
+	n.deliver("b", answers["a"]) // a's answer names c: still waiting
+	n.wantEvents("b")
+	// z leaves a after a's answer, before c's: a real leave, with the grace.
+	d, _, _ := n.trs["a"].setLocal("r", "z", 0, 0, n.now)
+	n.trs["b"].applyDelta(d, n.now)
+	n.collect()
+	n.wantEvents("b")
+	n.deliver("b", answers["c"])
+	n.wantEvents("b", "r joined g")
+	n.advance(testGrace + 1)
+	n.wantEvents("b", "r left z")
+	if got, _ := b.users("r", 0); !reflect.DeepEqual(got, []string{"g", "m", "u", "x"}) {
+		t.Fatalf("b's users %v", got)
+	}
+}
+
+// The held joined keeps the joining connection out of it.
+func TestTrackerInitialAskKeepsExclude(t *testing.T) {
+	n := newTrackNet(t, "a", "b")
+	n.set("a", "r", "u", 1)
+	answers := n.startAsking("b", "r", "m", 100)
+	b := n.trs["b"]
+	b.setLocal("r", "g", 1, 8, n.now)
+	for _, m := range answers["a"] {
+		b.applyState(m, n.now)
+	}
+	if c := b.takeChanges(); len(c) != 1 || c[0].user != "g" || !c[0].joined || c[0].exclude != 8 {
+		t.Fatalf("changes %+v, want joined g excluding connection 8", c)
+	}
+}
+
+// Without answers the events wait at most the deadline, then go out with
+// what is known; an instance the answers named that is lost meanwhile is
+// not waited for; nobody to answer (no responders) ends the wait at once.
+func TestTrackerInitialAskEnds(t *testing.T) {
+	n := newTrackNet(t, "a", "b")
+	n.set("a", "r", "u", 1)
+	n.startAsking("b", "r", "m", 100) // a's answer lost
+	b := n.trs["b"]
+	b.setLocal("r", "u", 1, 7, n.now)
+	n.advance(testTimeout - 1)
+	n.wantEvents("b")
+	n.advance(1)
+	n.wantEvents("b", "r joined u") // the best it knows: the answer never came
+
+	n = newTrackNet(t, "a", "b", "c")
+	n.set("a", "r", "u", 1)
+	n.set("c", "r", "x", 1)
+	answers := n.startAsking("b", "r", "m", 100)
+	b = n.trs["b"]
+	b.setLocal("r", "g", 1, 0, n.now)
+	n.deliver("b", answers["a"]) // names c
+	n.wantEvents("b")
+	b.dropInstance("c", n.now, false) // c lost: its answer is not coming
+	n.collect()
+	n.wantEvents("b", "r joined g")
+
+	n = newTrackNet(t, "b")
+	n.startAsking("b", "r", "m", 100)
+	b = n.trs["b"]
+	b.setLocal("r", "g", 1, 0, n.now)
+	n.collect()
+	n.wantEvents("b")
+	b.noAnswer(100, n.now)
+	n.collect()
+	n.wantEvents("b", "r joined g")
 }

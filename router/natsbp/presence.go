@@ -62,6 +62,11 @@ type presence struct {
 
 	sent, received, decodeErrors, slowDrops, tooLarge atomic.Uint64
 	nRooms                                            atomic.Int64
+
+	// testHold, set by tests only, sees each decoded message before the
+	// router does and may block, holding this instance's presence input
+	// the way a slow network would (a late answer, deterministically).
+	testHold atomic.Pointer[func(*router.PresenceMsg)]
 }
 
 var _ router.PresenceTransport = (*Backplane)(nil)
@@ -155,6 +160,7 @@ type presWire struct {
 	Trunc bool                `json:"tr,omitempty"`
 	Names []string            `json:"us,omitempty"`
 	Count []int32             `json:"cs,omitempty"`
+	Hold  []string            `json:"h,omitempty"` // an answer's Holders
 }
 
 // SendPresence implements router.PresenceTransport.
@@ -164,7 +170,7 @@ func (b *Backplane) SendPresence(m *router.PresenceMsg, to string) error {
 		return router.ErrUnavailable
 	}
 	w := presWire{T: m.Type, Room: m.Room, From: m.From, Inc: m.Inc, Epoch: m.Epoch, Seq: m.Seq, Query: m.Query,
-		Ask: m.Ask, Last: m.Last, Limit: m.Limit, Users: m.Users, Conns: m.Conns, Trunc: m.Truncated}
+		Ask: m.Ask, Last: m.Last, Limit: m.Limit, Users: m.Users, Conns: m.Conns, Trunc: m.Truncated, Hold: m.Holders}
 	if len(m.Entries) > 0 {
 		w.Names, w.Count = make([]string, len(m.Entries)), make([]int32, len(m.Entries))
 		for i, e := range m.Entries {
@@ -210,6 +216,9 @@ func (p *presence) receive(in func(*router.PresenceMsg)) {
 			return
 		case m := <-p.ch:
 			if pm := p.decode(m); pm != nil {
+				if hold := p.testHold.Load(); hold != nil {
+					(*hold)(pm)
+				}
 				p.received.Add(1)
 				in(pm)
 			}
@@ -235,7 +244,8 @@ func (p *presence) decode(m *nats.Msg) *router.PresenceMsg {
 		return nil
 	}
 	pm := &router.PresenceMsg{Type: w.T, Room: w.Room, From: w.From, Inc: w.Inc, Epoch: w.Epoch, Seq: w.Seq, Query: w.Query,
-		Ask: w.Ask, Last: w.Last, Limit: w.Limit, Users: w.Users, Conns: w.Conns, Truncated: w.Trunc, ReplyTo: m.Reply}
+		Ask: w.Ask, Last: w.Last, Limit: w.Limit, Users: w.Users, Conns: w.Conns, Truncated: w.Trunc, Holders: w.Hold,
+		ReplyTo: m.Reply}
 	if len(w.Names) > 0 {
 		pm.Entries = make([]router.PresenceEntry, len(w.Names))
 		for i := range w.Names {

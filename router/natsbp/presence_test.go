@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -333,4 +334,58 @@ func TestPresenceLeaveDuringOutage(t *testing.T) {
 	if s := a.router.PresenceStats(); s.InstancesLost != 0 {
 		t.Fatalf("stats %+v: b was dropped as lost; this test is about the resent leave", s)
 	}
+}
+
+// A user joining an instance that has just started tracking a room, while
+// that instance's initial ask is unanswered, is not news when it is
+// present on another instance: the room's first member there hears no
+// user:joined for it. A user nobody had is news, once, when the answer is
+// in. b's presence input is held (testHold) at a's answer, so the joins
+// land in the window every time.
+func TestPresenceJoinBeforeInitialAnswers(t *testing.T) {
+	ns := startNATS(t, 0)
+	// The instance timeout (the wait's deadline) is far above expect's 5s:
+	// the events come because the answer arrived, not the deadline.
+	o := Options{URLs: []string{ns.ClientURL()}, InstanceTimeout: 30 * time.Second}
+	a := presenceInstance(t, "a", o)
+	b := presenceInstance(t, "b", o)
+	ua := a.dial("u")
+	ua.join("r")
+	q := b.dial("q")               // not in r: asks a until a tracks r
+	q.eventuallyPresence("r", "u") // a tracks r
+
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	hold := func(m *router.PresenceMsg) {
+		if m.Type == router.PresenceState && m.Room == "r" && !m.Ask && m.Query != 0 {
+			heldOnce.Do(func() {
+				close(held)
+				<-release
+			})
+		}
+	}
+	b.bp.pres.testHold.Store(&hold)
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before the instances stop
+
+	m := b.dial("m")
+	m.join("r") // b starts tracking r and asks; a's answer is held
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's answer to b's initial ask never came")
+	}
+	ub := b.dial("u") // u's second device: u is on a
+	ub.join("r")
+	g := b.dial("g") // nobody had g
+	g.join("r")
+	q.eventuallyPresence("r", "g", "m", "u") // b's presence goroutine applied both joins
+	releaseOnce.Do(func() { close(release) })
+	h := a.dial("h") // a user joining after the answer: news at once
+	h.join("r")
+	for _, want := range []string{"g", "h"} {
+		if ev := m.expect("user:joined"); ev["room"] != "r" || ev["user"] != want {
+			t.Fatalf("m got %v, want user:joined %s (u was present on a)", ev, want)
+		}
+	}
+	q.eventuallyPresence("r", "g", "h", "m", "u")
 }
