@@ -156,7 +156,13 @@ type initialAsk struct {
 // heldUser is a user whose presence changed while the room's initial ask
 // was outstanding.
 type heldUser struct {
-	before   bool   // present before: here when first changed, or in an answer
+	before bool // present before: here when first changed, or in an answer
+	// src is the instance whose message (a delta, or its own ask) made the
+	// user present during the wait, or "" (held for a leave). That
+	// instance's answer then shows the arrival it already told, not a
+	// presence from before: two instances that start tracking the room at
+	// once each hear the other's ask before its answer.
+	src      string
 	exclude  uint64 // the connection whose join made it present here
 	graceful bool   // its last leave was graceful (user:left after the grace)
 }
@@ -285,6 +291,9 @@ func (t *tracker) set(rm *trackRoom, room, user, inst string, n int32, exclude u
 		case silent:
 		case rm.init != nil:
 			h := rm.init.hold(user, false)
+			if h.src == "" {
+				h.src = inst
+			}
 			h.exclude = exclude
 			rm.init.held[user] = h
 		default:
@@ -559,7 +568,7 @@ func (t *tracker) applyState(m *PresenceMsg, now int64) {
 		defer t.initialHeard(m.Room, rm, m, now)
 		if silent { // its users were there before
 			for _, e := range entries {
-				if h, ok := rm.init.held[e.User]; ok && e.Conns > 0 {
+				if h, ok := rm.init.held[e.User]; ok && e.Conns > 0 && h.src != m.From {
 					h.before = true
 					rm.init.held[e.User] = h
 				}

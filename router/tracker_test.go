@@ -525,3 +525,37 @@ func TestTrackerInitialAskEnds(t *testing.T) {
 	n.collect()
 	n.wantEvents("b", "r joined g")
 }
+
+// Two instances start tracking the room at once: each hears the other's
+// ask (its first member's arrival) before the other's answer to its own
+// ask, and that answer lists the same member again. It shows the arrival
+// already told, not a presence from before: each first member gets
+// user:joined for the other.
+func TestTrackerInitialAsksCross(t *testing.T) {
+	n := newTrackNet(t, "a", "b")
+	a, b := n.trs["a"], n.trs["b"]
+	begin := func(tr *tracker, user string, q uint64) []*PresenceMsg {
+		if _, started, _ := tr.setLocal("r", user, 1, 0, n.now); !started {
+			t.Fatalf("%s already tracks r", user)
+		}
+		tr.beginInitial("r", q, n.now+testTimeout)
+		return tr.ownState("r", true, q, 2, 1<<20)
+	}
+	askA, askB := begin(a, "wa", 1), begin(b, "wb", 2)
+	n.collect()
+	n.events = map[string][]string{}
+	for _, m := range askB { // b's ask reaches a, a's reaches b
+		a.applyState(m, n.now)
+	}
+	for _, m := range askA {
+		b.applyState(m, n.now)
+	}
+	ansA, ansB := a.ownState("r", false, 2, 2, 1<<20), b.ownState("r", false, 1, 2, 1<<20)
+	n.collect()
+	n.wantEvents("a")
+	n.wantEvents("b")
+	n.deliver("a", ansB) // b's answer to a's ask, listing wb again
+	n.deliver("b", ansA)
+	n.wantEvents("a", "r joined wb")
+	n.wantEvents("b", "r joined wa")
+}
