@@ -141,7 +141,7 @@ func (q *ackQueue) settle(upTo uint64, err error) {
 		case len(p.id) == 0:
 			continue
 		case p.send:
-			s.out = cl.codec.AppendSendAck(s.out[:0], p.id, p.delivered, true)
+			s.out = cl.codec.AppendSendAck(s.out[:0], p.id, p.mid, p.delivered, true)
 		default:
 			s.out = cl.codec.AppendAck(s.out[:0], p.id, p.mid, 0)
 		}

@@ -46,6 +46,12 @@ func TestIntegrationAckCarriesMessageID(t *testing.T) {
 				if ack["id"] != "p1" || ack["mid"] != got["id"] {
 					t.Fatalf("%s: publish ack %v for %v: want mid equal to the message's id", proto, ack, got)
 				}
+				alice.send(`{"type":"send","to":"bob","data":"dm","id":"s1"}`)
+				got = recv.expectDelivery("to", "bob", "alice")
+				ack = alice.expect("ack")
+				if ack["id"] != "s1" || ack["mid"] == nil || ack["mid"] != got["id"] {
+					t.Fatalf("%s: send ack %v for %v: want mid equal to the message's id", proto, ack, got)
+				}
 				alice.close()
 			}
 		})

@@ -647,7 +647,7 @@ func (r *Router) publish(cl *client, e *wire.Envelope, kind Kind, name []byte, n
 	switch {
 	case bp != nil || len(e.ID) == 0:
 	case send:
-		s.out = cl.codec.AppendSendAck(s.out[:0], e.ID, delivered, false)
+		s.out = cl.codec.AppendSendAck(s.out[:0], e.ID, m.id, delivered, false)
 		s.write(cl, s.out)
 	default:
 		r.replyAck(cl, e.ID, m.id, 0)

@@ -200,12 +200,17 @@ func (c Codec) AppendAck(dst []byte, clientID, mid []byte, seq uint64) []byte {
 	return w.end()
 }
 
-// AppendSendAck appends `ack {id, delivered, remote}` for send: delivered is
-// the connections reached on this instance, remote whether the message was
-// also handed to the backplane. Both are always present.
-func (c Codec) AppendSendAck(dst []byte, clientID []byte, delivered int, remote bool) []byte {
+// AppendSendAck appends `ack {id, mid?, delivered, remote}` for send: mid is
+// the gateway message id the receivers see (as in AppendAck; empty is left
+// out), delivered the connections reached on this instance, remote whether
+// the message was also handed to the backplane. delivered and remote are
+// always present.
+func (c Codec) AppendSendAck(dst []byte, clientID, mid []byte, delivered int, remote bool) []byte {
 	w := beginObj(c, dst, ReplyAck)
 	w.clientID(clientID)
+	if len(mid) > 0 {
+		w.bstr("mid", mid)
+	}
 	w.int("delivered", int64(delivered))
 	w.bool("remote", remote)
 	return w.end()

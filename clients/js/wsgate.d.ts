@@ -145,7 +145,8 @@ export declare class Client {
   /** Resolves with the id receivers see (mid) and, in history mode, its seq. */
   message(room: string, data: Data, options?: PublishOptions): Promise<{ mid: string; seq?: number }>;
   publish(channel: string, data: Data, options?: PublishOptions): Promise<{ mid: string }>;
-  send(to: string, data: Data, options?: RequestOptions): Promise<{ delivered: number; remote: boolean }>;
+  /** Resolves with the id receivers see (mid), and the connections reached here. */
+  send(to: string, data: Data, options?: RequestOptions): Promise<{ mid: string; delivered: number; remote: boolean }>;
   presence(room: string, options?: RequestOptions): Promise<string[]>;
   rpc(method: string, data?: Data, options?: RequestOptions): Promise<Data>;
   ping(options?: RequestOptions): Promise<number>;

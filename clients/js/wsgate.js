@@ -754,10 +754,13 @@ export class Client {
     const r = await this.request(obj, opts);
     return { mid: r.mid };
   }
-  /** send delivers data to every connection of a user: {delivered, remote}. */
+  /**
+   * send delivers data to every connection of a user: {mid, delivered,
+   * remote}; mid is the id the receivers see.
+   */
   async send(to, data, opts) {
     const r = await this.request({ type: "send", to, data }, opts);
-    return { delivered: r.delivered, remote: !!r.remote };
+    return { mid: r.mid, delivered: r.delivered, remote: !!r.remote };
   }
   /** presence lists the users in a room, across instances. */
   async presence(room, opts) {

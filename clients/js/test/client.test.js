@@ -89,9 +89,10 @@ test("every request type, in gw.json and gw.msgpack", async (t) => {
     assert.equal(bobMsgs[1].id, pub.mid);
 
     const sent = await alice.send("bob", { dm: 1 });
-    assert.deepEqual(sent, { delivered: 1, remote: true });
+    assert.deepEqual({ delivered: sent.delivered, remote: sent.remote }, { delivered: 1, remote: true });
     await waitFor("bob gets the send", () => bobMsgs.length === 3);
     assert.equal(bobMsgs[2].to, "bob");
+    assert.equal(bobMsgs[2].id, sent.mid);
 
     assert.equal(typeof (await alice.ping()), "number");
     assert.deepEqual(await alice.rpc("orders.get", { id: 7 }), { echo: { id: 7 } });

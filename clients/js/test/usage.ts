@@ -39,6 +39,7 @@ async function main(): Promise<void> {
   const pub: { mid: string } = await client.publish("news", "x", { priority: "high", filter: { tag: "region", in: ["eu"] } });
   const dm = await client.send("bob", new Uint8Array([1, 2]));
   const delivered: number = dm.delivered;
+  const dmID: string = dm.mid;
   const present: string[] = await client.presence("lobby", { timeoutMs: 1000 });
   const answer: Data = await client.rpc("svc.echo", { q: 1 });
   const rtt: number = await client.ping();
@@ -63,6 +64,6 @@ async function main(): Promise<void> {
   const wait: number = backoffDelay(3, 100, 10_000, Math.random);
   const bytes: Uint8Array = msgpackEncode({ a: [1, "b"] });
   const back: Data = msgpackDecode(bytes);
-  void [user, exp, state, joined, sent, pub, delivered, present, answer, rtt, refreshed, recovered, raw, isErr, fresh, again, wait, back, VERSION];
+  void [dmID, user, exp, state, joined, sent, pub, delivered, present, answer, rtt, refreshed, recovered, raw, isErr, fresh, again, wait, back, VERSION];
 }
 void main;
