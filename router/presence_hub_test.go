@@ -36,6 +36,14 @@ func TestPresenceEventsLocalHub(t *testing.T) {
 	ga, gb := twoInstances(t, Options{PresenceEvents: true, PresenceGrace: 2 * time.Second})
 	wa, wb := ga.user("wa"), gb.user("wb")
 	wa.join("room")
+	// wb joins once the room's presence includes wa as b sees it: a's
+	// tracking of the room has begun. A join on b racing the first member's
+	// join on a may be taken as present before (docs/architecture.md,
+	// "Known windows"), and then wa hears of wb only from presence.
+	eventually(t, "b sees wa in the room", func() bool {
+		wb.send(`{"type":"presence","room":"room"}`)
+		return reflect.DeepEqual(wb.expect("presence")["users"], []any{"wa"})
+	})
 	wb.join("room")
 	if m := wa.expect("user:joined"); m["user"] != "wb" {
 		t.Fatalf("%v, want user:joined wb", m)

@@ -163,6 +163,7 @@ func TestPresenceEventsAcrossInstances(t *testing.T) {
 	b := presenceInstance(t, "b", o)
 	wa, wb := a.dial("wa"), b.dial("wb")
 	wa.join("room")
+	wb.eventuallyPresence("room", "wa") // a tracks the room (docs/architecture.md "Known windows")
 	wb.join("room")
 	wa.expect("user:joined") // wb
 	wb.eventuallyPresence("room", "wa", "wb")
@@ -202,6 +203,7 @@ func TestPresencePartitionHeals(t *testing.T) {
 	b := presenceInstance(t, "b", o)
 	alice, bob := a.dial("alice"), b.dial("bob")
 	alice.join("lobby")
+	bob.eventuallyPresence("lobby", "alice") // a tracks the room (docs/architecture.md "Known windows")
 	bob.join("lobby")
 	alice.expectPastEvents("user:joined")
 	bob.eventuallyPresence("lobby", "alice", "bob")
@@ -312,6 +314,7 @@ func TestPresenceLeaveDuringOutage(t *testing.T) {
 	b := presenceInstance(t, "b", o)
 	alice, bob := a.dial("alice"), b.dial("bob")
 	alice.join("lobby")
+	bob.eventuallyPresence("lobby", "alice") // a tracks the room: bob's join is an arrival there
 	bob.join("lobby")
 	alice.expectPastEvents("user:joined")
 	port := ns.Addr().(*net.TCPAddr).Port
