@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -123,7 +124,7 @@ func TestHandoffBytesRefusalKeepsOrder(t *testing.T) {
 		return r
 	})
 	close(release)
-	if want := []bool{true, true, true, false}; !equalBools(results, want) {
+	if want := []bool{true, true, true, false}; !slices.Equal(results, want) {
 		t.Fatalf("HandoffBytes results %v, want %v (budget 64 KiB, 20000 each)", results, want)
 	}
 	if n, b := to.InboxDrops(); n != 1 || b != 20000 {
@@ -135,33 +136,9 @@ func TestHandoffBytesRefusalKeepsOrder(t *testing.T) {
 		}
 		return nil
 	})
-	if got := log.snapshot(); !equalInts(got, []int{1, 2, 3, 99}) {
+	if got := log.snapshot(); !slices.Equal(got, []int{1, 2, 3, 99}) {
 		t.Fatalf("order on the target %v, want [1 2 3 99]", got)
 	}
-}
-
-func equalBools(a, b []bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // floodHandler answers "flood" with count messages of size bytes and

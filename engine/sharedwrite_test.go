@@ -142,19 +142,7 @@ func TestSharedLargeSlowConsumer(t *testing.T) {
 	e := startEngine(t, opts, BaseHandler{})
 	l := e.Loops()[0]
 	client, _ := dialUpgraded(t, e)
-	var c *Conn
-	checkFor(t, ioTimeout, func() error {
-		c = onLoop(t, l, func(l *Loop) *Conn {
-			if len(l.Conns()) == 1 {
-				return l.Conns()[0]
-			}
-			return nil
-		})
-		if c == nil {
-			return fmt.Errorf("connection not on the loop yet")
-		}
-		return nil
-	})
+	c := soleConn(t, l)
 	bigLen := frame.HeaderSize(size) + size
 	closedAt := -1
 	for k := 0; k < 2000 && closedAt < 0; k++ {
@@ -260,19 +248,7 @@ func sharedLargePartialThenClose(t *testing.T, size int) {
 	e := startEngine(t, opts, BaseHandler{})
 	l := e.Loops()[0]
 	client, _ := dialUpgraded(t, e)
-	var c *Conn
-	checkFor(t, ioTimeout, func() error {
-		c = onLoop(t, l, func(l *Loop) *Conn {
-			if len(l.Conns()) == 1 {
-				return l.Conns()[0]
-			}
-			return nil
-		})
-		if c == nil {
-			return fmt.Errorf("connection not on the loop yet")
-		}
-		return nil
-	})
+	c := soleConn(t, l)
 	written := onLoop(t, l, func(l *Loop) int {
 		for k := 0; k < 200; k++ {
 			s := frame.NewShared(ws.OpBinary, bigPayload(k, size))
@@ -303,4 +279,23 @@ func sharedLargePartialThenClose(t *testing.T, size int) {
 			t.Fatalf("frame %d: got %v %.40q, want %d bytes %.40q", k, f, f.payload, size, bigPayload(k, size))
 		}
 	}
+}
+
+// soleConn waits until l holds one connection and returns it.
+func soleConn(t *testing.T, l *Loop) *Conn {
+	t.Helper()
+	var c *Conn
+	checkFor(t, ioTimeout, func() error {
+		c = onLoop(t, l, func(l *Loop) *Conn {
+			if len(l.Conns()) == 1 {
+				return l.Conns()[0]
+			}
+			return nil
+		})
+		if c == nil {
+			return fmt.Errorf("connection not on the loop yet")
+		}
+		return nil
+	})
+	return c
 }
