@@ -75,6 +75,19 @@ func (c *client) eventuallyPresence(room string, want ...string) time.Duration {
 	return 0
 }
 
+// joinInOrder joins first (user firstUser, the room's first member on its instance), waits
+// until second's instance sees it in the room's presence (first's instance
+// tracks the room), then joins second: second's join is then an arrival
+// there, told as user:joined. Without the wait the two joins may race, and
+// first's instance may take second as present before (docs/architecture.md,
+// "Known windows").
+func joinInOrder(room string, first *client, firstUser string, second *client) {
+	first.t.Helper()
+	first.join(room)
+	second.eventuallyPresence(room, firstUser)
+	second.join(room)
+}
+
 func presenceInstance(t *testing.T, id string, o Options) *instance {
 	return startInstanceWith(t, id, o, 2, func(ro *router.Options) { ro.PresenceEvents = true })
 }
@@ -162,9 +175,7 @@ func TestPresenceEventsAcrossInstances(t *testing.T) {
 	a := presenceInstance(t, "a", o)
 	b := presenceInstance(t, "b", o)
 	wa, wb := a.dial("wa"), b.dial("wb")
-	wa.join("room")
-	wb.eventuallyPresence("room", "wa") // a tracks the room (docs/architecture.md "Known windows")
-	wb.join("room")
+	joinInOrder("room", wa, "wa", wb)
 	wa.expect("user:joined") // wb
 	wb.eventuallyPresence("room", "wa", "wb")
 	event := func(typ, user string) {
@@ -202,9 +213,7 @@ func TestPresencePartitionHeals(t *testing.T) {
 	a := presenceInstance(t, "a", o)
 	b := presenceInstance(t, "b", o)
 	alice, bob := a.dial("alice"), b.dial("bob")
-	alice.join("lobby")
-	bob.eventuallyPresence("lobby", "alice") // a tracks the room (docs/architecture.md "Known windows")
-	bob.join("lobby")
+	joinInOrder("lobby", alice, "alice", bob)
 	alice.expectPastEvents("user:joined")
 	bob.eventuallyPresence("lobby", "alice", "bob")
 	port := ns.Addr().(*net.TCPAddr).Port
@@ -313,9 +322,7 @@ func TestPresenceLeaveDuringOutage(t *testing.T) {
 	a := presenceInstance(t, "a", o)
 	b := presenceInstance(t, "b", o)
 	alice, bob := a.dial("alice"), b.dial("bob")
-	alice.join("lobby")
-	bob.eventuallyPresence("lobby", "alice") // a tracks the room: bob's join is an arrival there
-	bob.join("lobby")
+	joinInOrder("lobby", alice, "alice", bob)
 	alice.expectPastEvents("user:joined")
 	port := ns.Addr().(*net.TCPAddr).Port
 	ns.Shutdown()
