@@ -117,8 +117,8 @@ func Pairs(rs []Result) []PairRow {
 
 // findRound is find within one round of a repeated run.
 func findRound(rs []Result, scen, target string, round int) (Result, bool) {
-	for _, r := range rs {
-		if r.Scenario == scen && r.Target == target && r.Round == round && (r.Status == "" || r.Status == "ok") {
+	for _, r := range findAll(rs, scen, target) {
+		if r.Round == round {
 			return r, true
 		}
 	}
@@ -214,15 +214,6 @@ func minMax(rs []Result, get func(Result) float64) (lo, hi float64, n int) {
 		}
 	}
 	return lo, hi, len(rs)
-}
-
-func find(rs []Result, scen, target string) (Result, bool) {
-	for _, r := range rs {
-		if r.Scenario == scen && r.Target == target && (r.Status == "" || r.Status == "ok") {
-			return r, true
-		}
-	}
-	return Result{}, false
 }
 
 // Ratio is base/other for one metric ("x" values > 1 mean base is larger).
